@@ -1,0 +1,9 @@
+"""RegionViT for OpenMMLab 3.x dense prediction."""
+from .utils.checkpoint_safety import allow_mmengine_checkpoints
+from .version import __version__
+
+allow_mmengine_checkpoints()
+
+from .models import RegionViT  # noqa: E402
+
+__all__ = ['RegionViT', '__version__']

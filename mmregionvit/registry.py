@@ -1,0 +1,11 @@
+"""Registries of the ``mmregionvit`` scope.
+
+Children of mmengine's root registries, so that mmdet, mmseg and mmpose
+configs reach our modules as ``type='mmregionvit.<Name>'`` once
+``custom_imports=dict(imports=['mmregionvit'])`` is set.
+"""
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmregionvit',
+                  locations=['mmregionvit.models'])

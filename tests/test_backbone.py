@@ -1,0 +1,166 @@
+"""Behaviour of the RegionViT backbone beyond the golden outputs."""
+import math
+
+import pytest
+import torch
+from conftest import load_fixture
+from mmengine.logging import MMLogger
+
+from mmregionvit.models import ARCH_SETTINGS, RegionViT, checkpoint_filter_fn
+
+TINY = dict(embed_dim=[16, 16, 32, 64, 128], num_heads=[1, 2, 4, 8],
+            depth=[1, 1, 2, 1], kernel_sizes=[7, 7, 7, 7])
+
+OFFICIAL_PARAMS = dict(
+    tiny=13_330_572, small=29_818_962, medium=40_448_250, base=71_724_024,
+    small_w14=30_587_058, small_w14_peg=30_600_018, base_w14=72_801_912,
+    base_w14_peg=72_819_192)
+
+
+def local_size(size: int, conv_type: str) -> int:
+    if conv_type == '3conv':
+        return math.ceil(math.ceil(size / 2) / 2)
+    return (size - 2) // 4 + 1
+
+
+@pytest.mark.parametrize('arch', sorted(ARCH_SETTINGS))
+def test_variant_params_and_shapes(arch):
+    model = RegionViT(arch=arch).eval()
+    assert sum(p.numel() for p in model.parameters()) == OFFICIAL_PARAMS[arch]
+    conv_type = ARCH_SETTINGS[arch]['patch_conv_type']
+    dims = ARCH_SETTINGS[arch]['embed_dim'][1:]
+    for h, w in [(224, 224), (256, 192), (100, 150)]:
+        with torch.no_grad():
+            outs = model(torch.randn(1, 3, h, w))
+        eh, ew = local_size(h, conv_type), local_size(w, conv_type)
+        for i, out in enumerate(outs):
+            assert out.shape == (1, dims[i], eh, ew), (arch, h, w, i)
+            assert torch.isfinite(out).all()
+            eh, ew = math.ceil(eh / 2), math.ceil(ew / 2)
+
+
+def test_out_indices_and_custom_arch():
+    model = RegionViT(arch=TINY, out_indices=(1, -1)).eval()
+    assert model.out_indices == (1, 3)
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, 64, 96))
+    assert [o.shape for o in outs] == [(2, 32, 8, 12), (2, 128, 2, 3)]
+    # the official constructor's kwargs work as they are
+    fixture = load_fixture('tiny1conv_w7')
+    RegionViT(arch=fixture['official_kwargs'])
+
+
+def test_frozen_stages_stay_frozen():
+    model = RegionViT(arch=TINY, frozen_stages=1)
+    assert model.train() is model  # chaining works
+    frozen = [model.patch_embed, model.regional_embed, model.stages[0]]
+    for m in frozen:
+        assert not m.training
+        assert all(not p.requires_grad for p in m.parameters())
+    for m in model.stages[1:]:
+        assert m.training
+        assert all(p.requires_grad for p in m.parameters())
+    assert model.train().eval() is model and not model.stages[1].training
+    x = torch.randn(1, 3, 64, 64)
+    sum(o.sum() for o in model.train()(x)).backward()
+    assert model.stages[0].blocks[0].attn.qkv.weight.grad is None
+    assert model.stages[1].blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_with_cp_gives_same_gradients():
+    torch.manual_seed(1)
+    ref = RegionViT(arch=dict(TINY, peg=True))
+    ref.init_weights()
+    cp_model = RegionViT(arch=dict(TINY, peg=True), with_cp=True)
+    cp_model.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 72, 100)
+    grads = []
+    for model in (ref, cp_model):
+        model.train()
+        model.zero_grad()
+        outs = model(x)
+        sum((o * o).mean() for o in outs).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-5, atol=1e-6,
+                                   msg=name)
+
+
+def test_drop_path_rates():
+    model = RegionViT(arch=TINY, drop_path_rate=0.2)
+    blocks = [b for s in model.stages for b in s.blocks]
+    assert isinstance(blocks[0].drop_path, torch.nn.Identity)
+    rates = [b.drop_path.drop_prob for b in blocks[1:]]
+    assert rates == pytest.approx([0.05, 0.1, 0.15, 0.2])
+
+
+def test_input_errors():
+    model = RegionViT(arch=TINY)
+    with pytest.raises(ValueError, match=r'\(N, C, H, W\)'):
+        model(torch.randn(3, 64, 64))
+    with pytest.raises(ValueError, match='3 input channels, got 1'):
+        model(torch.randn(1, 1, 64, 64))
+    with pytest.raises(KeyError, match='small_w14_peg'):
+        RegionViT(arch='smal')
+    with pytest.raises(KeyError, match='window'):
+        RegionViT(arch=dict(TINY, window=7))
+    with pytest.raises(ValueError, match='embed_dim'):
+        RegionViT(arch=dict(TINY, embed_dim=[16, 32, 64, 128]))
+
+
+def test_checkpoint_mismatch_lists_keys(tmp_path):
+    sd = dict(load_fixture('tiny3conv_w7')['state_dict'])
+    del sd['layers.2.block.1.attn.qkv.bias']
+    sd['layers.2.block.1.extra.weight'] = torch.zeros(1)
+    sd['layers.3.block.1.mlp.fc1.weight'] = torch.zeros(3, 3)
+    path = tmp_path / 'bad.pth'
+    torch.save({'model': sd}, path)
+    model = RegionViT(arch=TINY, init_cfg=dict(type='Pretrained',
+                                               checkpoint=str(path)))
+    with pytest.raises(KeyError) as info:
+        model.init_weights()
+    msg = str(info.value)
+    assert 'missing (1): stages.2.blocks.0.attn.qkv.bias' in msg
+    assert 'unexpected (1): stages.2.blocks.0.extra.weight' in msg
+    assert 'stages.3.blocks.0.mlp.fc1.weight: checkpoint (3, 3) vs model ' \
+        '(512, 128)' in msg
+
+
+def test_classification_checkpoint_without_det_norms(tmp_path):
+    sd = {k: v for k, v in load_fixture('tiny3conv_w7')['state_dict'].items()
+          if not k[:5] in ('norm0', 'norm1', 'norm2', 'norm3')}
+    path = tmp_path / 'cls.pth'
+    torch.save({'model': sd}, path)
+    model = RegionViT(arch=TINY, init_cfg=dict(type='Pretrained',
+                                               checkpoint=str(path)))
+    model.init_weights()
+    assert torch.equal(model.stages[0].out_norm.weight, torch.ones(16))
+    torch.testing.assert_close(model.stages[1].blocks[0].attn.qkv.weight,
+                               sd['layers.1.block.1.attn.qkv.weight'])
+
+
+def test_window_size_conversion(tmp_path, capsys):
+    sd = load_fixture('tiny3conv_w7')['state_dict']
+    path = tmp_path / 'w7.pth'
+    torch.save({'model': sd}, path)
+    MMLogger.get_instance('mmregionvit-test')
+    model = RegionViT(arch=dict(TINY, kernel_sizes=[14] * 4),
+                      init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    assert 'window size change' in capsys.readouterr().out
+    table = sd['layers.1.block.1.attn.rel_pos'].reshape(2, 1, 13, 13)
+    expected = torch.nn.functional.interpolate(
+        table, size=(27, 27), mode='bicubic').reshape(2, 729)
+    torch.testing.assert_close(model.stages[1].blocks[0].attn.rel_pos.data,
+                               expected)
+    assert model.regional_embed.weight.shape[-2:] == (56, 56)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 112, 112))[0].shape == (1, 16, 28, 28)
+
+
+def test_filter_keeps_own_layout():
+    model = RegionViT(arch=TINY)
+    sd = {f'backbone.{k}': v for k, v in model.state_dict().items()}
+    sd['neck.conv.weight'] = torch.zeros(1)
+    out = checkpoint_filter_fn(sd, [7] * 4)
+    assert set(out) == set(model.state_dict())
