@@ -164,3 +164,21 @@ def test_filter_keeps_own_layout():
     sd['neck.conv.weight'] = torch.zeros(1)
     out = checkpoint_filter_fn(sd, [7] * 4)
     assert set(out) == set(model.state_dict())
+
+
+def test_peg_model_from_checkpoint_without_peg(tmp_path):
+    fixture = load_fixture('tiny3conv_w7')
+    path = tmp_path / 'nopeg.pth'
+    torch.save({'model': fixture['state_dict']}, path)
+    plain = RegionViT(arch=TINY, init_cfg=dict(type='Pretrained',
+                                               checkpoint=str(path)))
+    peg = RegionViT(arch=dict(TINY, peg=True),
+                    init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    plain.init_weights()
+    peg.init_weights()
+    assert all(torch.equal(s.peg.weight, torch.zeros_like(s.peg.weight))
+               for s in peg.stages)
+    x = fixture['cases'][0]['input']  # 112x112: no padded tokens to reset
+    with torch.no_grad():
+        for a, b in zip(plain.eval()(x), peg.eval()(x)):
+            torch.testing.assert_close(a, b)

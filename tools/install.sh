@@ -30,8 +30,6 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade pip
 log "installing torch and torchvision"
 "${PIP[@]}" install -q -r "$ROOT/requirements/torch.txt"
-# after torch, which pulls a setuptools without pkg_resources
-"${PIP[@]}" install -q -r "$ROOT/requirements/build.txt"
 
 # --- mmcv with its ops ----------------------------------------------------
 key=$("$PY" - <<'PY'
@@ -56,6 +54,8 @@ build_mmcv() {
   log "building mmcv $MMCV_VERSION with CPU ops (about 12 minutes on 2 cores; done once per machine and torch build)"
   local tmp
   tmp=$(mktemp -d)
+  # mmcv's setup.py needs an older setuptools; runtime.txt restores it later
+  "${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" -r "$ROOT/requirements/build.txt"
   "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary mmcv --no-cache-dir -d "$tmp" "mmcv==$MMCV_VERSION"
   tar -xzf "$tmp/mmcv-$MMCV_VERSION.tar.gz" -C "$tmp"
   # torch >= 2.10 headers need C++20; mmcv 2.1.0 hard-codes -std=c++17.
@@ -78,7 +78,7 @@ else
     log "using cached mmcv wheel for $key"
   fi
   "${PIP[@]}" install -q --no-deps --force-reinstall "$WHEEL_DIR"/mmcv-*.whl
-  "${PIP[@]}" install -q addict packaging pyyaml yapf opencv-python 'numpy>=2,<3'
+  "${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" addict packaging pyyaml yapf opencv-python 'numpy>=2,<3'
   if ! mmcv_ok; then
     log "cached mmcv wheel does not work with this torch: rebuilding"
     rm -rf "$WHEEL_DIR"
@@ -90,12 +90,13 @@ fi
 
 # --- the rest of the stack ------------------------------------------------
 log "installing mmengine, mmdet, mmsegmentation, timm and test tools"
-"${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+"${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
 # xtcocotools' wheel is built for numpy 1: build it against the installed numpy 2.
-"${PIP[@]}" install -q --no-build-isolation --no-binary xtcocotools 'xtcocotools>=1.14'
+"${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" 'cython>=3'
+"${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" --no-build-isolation --no-binary xtcocotools 'xtcocotools>=1.14'
 # mmpose declares chumpy, which no longer builds; its real deps are in runtime.txt.
 "${PIP[@]}" install -q --no-deps mmpose==1.3.2
-"${PIP[@]}" install -q --no-deps -e "$ROOT"
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
 
 log "checking the environment"
 "$PY" "$ROOT/tools/check_env.py"

@@ -139,8 +139,9 @@ def load_pretrained(model: torch.nn.Module, filename: str,
     """Load a checkpoint file into a :class:`RegionViT`, strictly.
 
     Missing, unexpected or mis-shaped keys raise an error listing them. The
-    one tolerated gap is the detection norms (``det_norm``), which
-    classification weights do not have: they keep their initial values.
+    tolerated gaps are whole parts the checkpoint's model did not have: the
+    detection norms (kept at their initial values) and the PEG convs (set
+    to zero, which makes each PEG an identity).
     """
     checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu',
                                                   logger='current')
@@ -157,11 +158,19 @@ def load_pretrained(model: torch.nn.Module, filename: str,
         f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model '
         f'{tuple(own[k].shape)}' for k in set(own) & set(state_dict)
         if state_dict[k].shape != own[k].shape)
-    norms = [k for k in missing if '.out_norm.' in k]
-    if norms and not any('.out_norm.' in k for k in state_dict):
-        print_log(f'{filename} has no detection norms; they start from '
-                  'ones and zeros.', logger='current')
-        missing = [k for k in missing if k not in norms]
+    # Parts a checkpoint may lack as a whole: detection norms (classification
+    # weights) and PEG convs (weights of a model trained without PEG).
+    for part, fill, note in (('.out_norm.', None, 'keep ones and zeros'),
+                             ('.peg.', 0.0, 'start from zero (each PEG adds '
+                              'nothing at first)')):
+        absent = [k for k in missing if part in k]
+        if absent and not any(part in k for k in state_dict):
+            for k in absent:
+                state_dict[k] = own[k] if fill is None else \
+                    torch.full_like(own[k], fill)
+            print_log(f'{filename} has no {part.strip(".")} weights; they '
+                      f'{note}.', logger='current')
+            missing = [k for k in missing if k not in absent]
     if missing or unexpected or mismatched:
         lines = [f'{filename} does not fit RegionViT(arch={model.arch}):']
         for title, keys in (('missing', missing), ('unexpected', unexpected),
@@ -170,5 +179,5 @@ def load_pretrained(model: torch.nn.Module, filename: str,
                 lines.append(f'  {title} ({len(keys)}): ' + ', '.join(keys))
         lines.append('  Check that the arch matches the checkpoint.')
         raise CheckpointMismatchError('\n'.join(lines))
-    model.load_state_dict(state_dict, strict=False)
+    model.load_state_dict(state_dict)
     print_log(f'Loaded RegionViT weights from {filename}', logger='current')

@@ -1,0 +1,68 @@
+# Mask R-CNN with FPN, RegionViT-S backbone, 1x schedule: the official recipe
+# (fixed 672x1120 resize, AdamW 1e-4, weight decay 0.05, batch 16, 12 epochs,
+# drop path 0.2, detection norms on).
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_instance.py',
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['mmregionvit'], allow_failed_imports=False)
+
+# ImageNet weights of the official release; override with
+# --cfg-options model.backbone.init_cfg.checkpoint=/path/to/RegionViT-S.pth
+pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-S.pth'  # noqa: E501
+
+model = dict(
+    # The official detectors normalise RGB images with mean and std listed
+    # in BGR order (detectron2's defaults with INPUT.FORMAT RGB); the
+    # converted COCO weights expect exactly this.
+    data_preprocessor=dict(
+        mean=[103.53, 116.28, 123.675],
+        std=[57.375, 57.12, 58.395],
+        bgr_to_rgb=True),
+    backbone=dict(
+        _delete_=True,
+        type='mmregionvit.RegionViT',
+        arch='small',
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.2,
+        det_norm=True,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[96, 192, 384, 768]),
+    # detectron2's ROI matcher allows no low-quality matches
+    train_cfg=dict(rcnn=dict(assigner=dict(match_low_quality=False))))
+
+img_scale = (1120, 672)
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor')),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+optim_wrapper = dict(
+    optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),
+                   weight_decay=0.05),
+    # no weight decay on norms and relative-position tables
+    paramwise_cfg=dict(norm_decay_mult=0.0,
+                       custom_keys={'.rel_pos': dict(decay_mult=0.0)}))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
+         end=1000),
+    dict(type='MultiStepLR', begin=0, end=12, by_epoch=True,
+         milestones=[8, 11], gamma=0.1),
+]
+auto_scale_lr = dict(base_batch_size=16)
