@@ -29,7 +29,13 @@ model = dict(
         drop_path_rate=0.2,
         det_norm=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    neck=dict(in_channels=[96, 192, 384, 768]))
+    # detectron2's P7 is computed from ReLU(P6)
+    neck=dict(in_channels=[96, 192, 384, 768], relu_before_extra_convs=True),
+    # detectron2 runs NMS on unclipped boxes and clips afterwards, keeping
+    # boxes of any size
+    bbox_head=dict(type='mmregionvit.DetectronRetinaHead',
+                   bbox_coder=dict(clip_border=False)),
+    test_cfg=dict(min_bbox_size=-1))
 
 img_scale = (1120, 672)
 train_pipeline = [

@@ -463,7 +463,8 @@ class RegionViT(BaseModule):
         for i, stage in enumerate(self.stages):
             regional, local = stage(regional, local)
             if i in self.out_indices:
-                outs.append(local.contiguous(memory_format=torch.channels_last))
+                # contiguous NCHW: some mmcv ops (RoIAlign) assume it
+                outs.append(local.contiguous())
         return tuple(outs)
 
     def init_weights(self) -> None:
