@@ -1,0 +1,64 @@
+# Semantic FPN with a RegionViT-S backbone on ADE20K, the usual protocol for
+# comparing backbones (PVT, PoolFormer): 512x512 crops, 80k iterations,
+# batch 16, AdamW 1e-4 with weight decay 1e-4 (none on norms and
+# relative-position tables), poly decay (power 0.9) to zero, drop path 0.1.
+# Single-scale test at short side 512 by default; multi-scale + flip with
+# mmseg's ``tools/test.py --tta`` as for upernet_regionvit_s_ade20k.py.
+_base_ = [
+    'mmseg::_base_/models/fpn_r50.py',
+    'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py',
+]
+custom_imports = dict(imports=['mmregionvit'], allow_failed_imports=False)
+
+# ImageNet weights of the official release; override with
+# --cfg-options model.backbone.init_cfg.checkpoint=/path/to/RegionViT-S.pth
+pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-S.pth'  # noqa: E501
+
+model = dict(
+    # The base preprocessor already normalises RGB with the ImageNet
+    # mean/std the RegionViT weights were trained with.
+    data_preprocessor=dict(size={{_base_.crop_size}}),
+    pretrained=None,
+    backbone=dict(
+        _delete_=True,
+        type='mmregionvit.RegionViT',
+        arch='small',
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.1,
+        det_norm=True,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[96, 192, 384, 768]),
+    decode_head=dict(num_classes=150))
+
+# Multi-scale + flip test relative to the 2048x512 test scale, as in
+# upernet_regionvit_s_ade20k.py (the base's scales the original image).
+img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=(int(2048 * r), int(512 * r)),
+                  keep_ratio=True) for r in img_ratios],
+            [dict(type='RandomFlip', prob=0., direction='horizontal'),
+             dict(type='RandomFlip', prob=1., direction='horizontal')],
+            [dict(type='LoadAnnotations')],
+            [dict(type='PackSegInputs')],
+        ])
+]
+
+# batch 16 = 4 GPUs x 4 images (the base's batch_size); on 8 GPUs set
+# train_dataloader.batch_size=2
+
+optim_wrapper = dict(
+    optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, weight_decay=1e-4),
+    # no weight decay on norms and relative-position tables
+    paramwise_cfg=dict(norm_decay_mult=0.0,
+                       custom_keys={'.rel_pos': dict(decay_mult=0.0)}))
+param_scheduler = [
+    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=80000,
+         by_epoch=False),
+]
+auto_scale_lr = dict(base_batch_size=16)

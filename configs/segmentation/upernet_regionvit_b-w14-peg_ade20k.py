@@ -1,0 +1,12 @@
+# UPerNet RegionViT-b-w14-peg on ADE20K (see upernet_regionvit_s_ade20k.py).
+# Loads the 7x7-window RegionViT-B ImageNet weights: the loader converts
+# them to 14x14 windows, and the PEG convolutions start at zero.
+_base_ = './upernet_regionvit_s_ade20k.py'
+
+pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-B.pth'  # noqa: E501
+model = dict(
+    backbone=dict(
+        arch='base_w14_peg',
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    decode_head=dict(in_channels=[128, 256, 512, 1024]),
+    auxiliary_head=dict(in_channels=512))

@@ -1,0 +1,141 @@
+"""Checks run by the tools before any work, each failing with one message
+that says what is wrong and how to fix it."""
+import json
+import os.path as osp
+from typing import Iterator, List, Optional, Sequence
+
+import cv2
+from mmengine.config import Config, ConfigDict
+
+# How many images (evenly spread) are decoded to prove they can be read.
+_DECODE_SAMPLE = 64
+
+
+class PreflightError(ValueError):
+    """A config or its data is not usable as given."""
+
+
+def _consumer(model: ConfigDict) -> Optional[tuple]:
+    """(name, cfg) of the module that takes the backbone's feature maps."""
+    for key in ('neck', 'decode_head', 'head'):
+        sub = model.get(key)
+        if isinstance(sub, dict) and 'in_channels' in sub:
+            return key, sub
+        if isinstance(sub, dict):
+            return None  # a neck without in_channels: nothing to compare
+    return None
+
+
+def check_channels(model: ConfigDict) -> None:
+    """The backbone's output widths agree with what the next module takes."""
+    backbone = model.get('backbone', {})
+    if not str(backbone.get('type', '')).endswith('RegionViT'):
+        return
+    from ..models.regionvit import resolve_arch
+    try:
+        dims = resolve_arch(backbone.get('arch', 'small'))['embed_dim'][1:]
+    except (KeyError, ValueError) as e:
+        raise PreflightError(f'model.backbone.arch: {e}') from e
+    indices = backbone.get('out_indices', (0, 1, 2, 3))
+    given = [dims[i] for i in indices]
+    consumer = _consumer(model)
+    if consumer is None:
+        return
+    name, sub = consumer
+    expected = sub['in_channels']
+    fits = given == list(expected) if isinstance(expected, (list, tuple)) \
+        else len(given) == 1 and given[0] == expected
+    if not fits:
+        want = given if isinstance(expected, (list, tuple)) else given[-1]
+        raise PreflightError(
+            f'model.{name}.in_channels={expected} does not match the '
+            f'backbone: RegionViT arch {backbone.get("arch")!r} with '
+            f'out_indices={tuple(indices)} gives {given}. Set '
+            f'model.{name}.in_channels={want}.')
+
+
+def _datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
+    """Leaf dataset configs, unwrapping Repeat/Concat/ClassBalanced."""
+    if 'dataset' in cfg:
+        yield from _datasets(cfg['dataset'])
+    elif 'datasets' in cfg:
+        for sub in cfg['datasets']:
+            yield from _datasets(sub)
+    else:
+        yield cfg
+
+
+def _join(root: str, path: str) -> str:
+    return path if not root or osp.isabs(path) else osp.join(root, path)
+
+
+def _check_images(paths: Sequence[str], where: str) -> None:
+    missing = [p for p in paths if not osp.isfile(p)]
+    if missing:
+        raise PreflightError(
+            f'{len(missing)} image file(s) listed in {where} do not exist, '
+            f'e.g. {missing[0]}. Check data_root and data_prefix.')
+    step = max(1, len(paths) // _DECODE_SAMPLE)
+    for path in paths[::step]:
+        if cv2.imread(path, cv2.IMREAD_UNCHANGED) is None:
+            raise PreflightError(
+                f'image {path} (listed in {where}) cannot be read as an '
+                'image; replace the file or remove it from the annotations.')
+
+
+def check_dataset(ds: ConfigDict, split: str) -> None:
+    """Paths exist, a COCO file is COCO, and its images can be read."""
+    root = ds.get('data_root') or ''
+    if root and not osp.isdir(root):
+        raise PreflightError(
+            f'{split} data_root {root!r} does not exist. Put the dataset '
+            'there or set --cfg-options '
+            f'{split}_dataloader.dataset.data_root=/path/to/data.')
+    ann = ds.get('ann_file') or ''
+    prefix = ds.get('data_prefix') or {}
+    img_dir = _join(root, prefix.get('img', prefix.get('img_path', '')))
+    if ann and not ann.endswith('.json'):
+        return
+    if not ann:  # folder datasets (e.g. ADE20K): images are files on disk
+        if img_dir and not osp.isdir(img_dir):
+            raise PreflightError(f'{split} image folder {img_dir} does not '
+                                 'exist; check data_root and data_prefix.')
+        return
+    path = _join(root, ann)
+    if not osp.isfile(path):
+        raise PreflightError(f'{split} annotation file {path} does not exist;'
+                             ' check data_root and ann_file.')
+    try:
+        with open(path) as f:
+            coco = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PreflightError(f'{path} is not a JSON file ({e}); it must be '
+                             'a COCO-format annotation file.') from e
+    required = ['images', 'categories']
+    if not ds.get('test_mode', False):
+        required.append('annotations')
+    absent = [k for k in required
+              if not isinstance(coco, dict) or not isinstance(coco.get(k),
+                                                              list)]
+    if absent:
+        raise PreflightError(f'{path} is not a COCO annotation file: it has '
+                             f'no {absent} list(s). Convert it to COCO format'
+                             ' (images, annotations, categories).')
+    names = [img.get('file_name') for img in coco['images']]
+    if any(n is None for n in names):
+        raise PreflightError(f'{path}: every entry of "images" needs a '
+                             '"file_name".')
+    _check_images([_join(img_dir, n) for n in names], path)
+
+
+def check_config(cfg: Config, phases: List[str] = ('train', 'val')) -> None:
+    """All pre-flight checks for running ``phases`` of ``cfg``."""
+    check_channels(cfg.model)
+    for phase in phases:
+        loader = cfg.get(f'{phase}_dataloader')
+        if phase == 'val' and cfg.get('val_cfg') is None:
+            continue
+        if loader is None:
+            raise PreflightError(f'the config has no {phase}_dataloader.')
+        for ds in _datasets(loader['dataset']):
+            check_dataset(ds, phase)

@@ -1,0 +1,157 @@
+"""tools/benchmark.py: report fields, FLOP counting and input checks.
+
+Functional only: timings on a shared machine are not asserted.
+"""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'tools'))
+import benchmark  # noqa: E402
+
+from mmregionvit.models import RegionViT  # noqa: E402
+
+FAST = ['--warmup', '1', '--gemm-size', '256']
+MASKRCNN = str(ROOT / 'configs/detection/maskrcnn_regionvit_s_coco.py')
+# Mask R-CNN at a fraction of its widths and RoI counts.
+MINI_MASKRCNN = [
+    'model.backbone.init_cfg=None', 'model.backbone.arch=tiny',
+    'model.neck.in_channels=[64,128,256,512]', 'model.neck.out_channels=32',
+    'model.rpn_head.in_channels=32', 'model.rpn_head.feat_channels=32',
+    'model.roi_head.bbox_roi_extractor.out_channels=32',
+    'model.roi_head.mask_roi_extractor.out_channels=32',
+    'model.roi_head.bbox_head.in_channels=32',
+    'model.roi_head.bbox_head.fc_out_channels=64',
+    'model.roi_head.mask_head.in_channels=32',
+    'model.roi_head.mask_head.conv_out_channels=32',
+    'model.train_cfg.rpn_proposal.max_per_img=100',
+    'model.train_cfg.rcnn.sampler.num=64',
+    'model.test_cfg.rpn.max_per_img=100',
+]
+
+
+def check_workload(work: dict, repeat: int) -> None:
+    lat = work['latency_ms']
+    assert set(lat) == {'median', 'min', 'max', 'q1', 'q3', 'iqr', 'mean',
+                        'std'}
+    assert 0 < lat['min'] <= lat['q1'] <= lat['median'] <= lat['q3'] \
+        <= lat['max']
+    assert lat['iqr'] >= 0 and lat['std'] >= 0
+    assert len(work['samples_ms']) == repeat
+    assert work['first_iter_ms'] > 0
+    assert work['images_per_s'] > 0
+    assert work['gmacs'] > 0
+    assert work['achieved_gflops_per_s'] > 0
+    assert 0 < work['gemm_fp32_fraction'] < 10
+    mem = work['memory']
+    assert isinstance(mem['kind'], str)
+    assert mem['peak_mb'] > 0 and mem['baseline_mb'] > 0
+    assert mem['peak_delta_mb'] == pytest.approx(mem['peak_mb']
+                                                 - mem['baseline_mb'])
+    assert all(isinstance(n, int) for n in work['uncounted_ops'].values())
+    assert 'aten::scaled_dot_product_attention' not in work['uncounted_ops']
+    assert all(isinstance(n, str) for n in work['notes'])
+
+
+def test_backbone_report(tmp_path):
+    out = tmp_path / 'report.json'
+    report = benchmark.main(['backbone', '--arch', 'tiny', '--input-size',
+                             '64', '64', '--repeat', '2', '--json', str(out),
+                             *FAST])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert (saved['mode'], saved['task'], saved['dtype'], saved['device']) \
+        == ('backbone', 'inference', 'fp32', 'cpu')
+    assert saved['input_size'] == [64, 64] and saved['batch'] == 1
+    assert saved['threads'] == torch.get_num_threads()
+    assert set(saved['load_avg_1min']) == {'before', 'after'}
+    gemm = saved['gemm']['fp32']
+    assert gemm['size'] == 256 and gemm['gflops_per_s'] > 0
+    assert gemm['max'] >= gemm['gflops_per_s']
+    [work] = saved['workloads']
+    check_workload(work, repeat=2)
+    assert work['step_flops_per_forward_mac'] == 2
+    x = torch.randn(1, 3, 64, 64)
+    macs, _ = benchmark.count_macs(RegionViT(arch='tiny').eval(), (x, ))
+    assert work['gmacs'] == macs / 1e9
+
+
+class LinearAttention(nn.Module):
+    """Three projections and one cross-attention: 2 heads, L=5, S=7."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Linear(8, 16)  # head dim 8
+        self.k = nn.Linear(8, 16)
+        self.v = nn.Linear(8, 8)  # head dim 4
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.unflatten(-1, (2, -1)).transpose(1, 2)
+        return F.scaled_dot_product_attention(
+            heads(self.q(x)), heads(self.k(y)), heads(self.v(y)))
+
+
+def test_count_macs_linear_and_sdpa():
+    x, y = torch.randn(2, 5, 8), torch.randn(2, 7, 8)
+    macs, uncounted = benchmark.count_macs(LinearAttention(), (x, y))
+    linear = 2 * 5 * 8 * 16 + 2 * 7 * 8 * 16 + 2 * 7 * 8 * 8
+    attention = 2 * 2 * 5 * 7 * 8 + 2 * 2 * 5 * 7 * 4  # q @ k^T, attn @ v
+    assert macs == linear + attention
+    assert 'aten::scaled_dot_product_attention' not in uncounted
+
+
+def test_latency_stats():
+    stats = benchmark.latency_stats([0.004, 0.001, 0.003, 0.002, 0.005])
+    assert stats['median'] == pytest.approx(3.0)
+    assert (stats['min'], stats['max']) == pytest.approx((1.0, 5.0))
+    assert (stats['q1'], stats['q3']) == pytest.approx((2.0, 4.0))
+    assert stats['iqr'] == pytest.approx(2.0)
+    single = benchmark.latency_stats([0.002])
+    assert single['iqr'] == single['std'] == 0.0
+
+
+def test_resolve_package_config():
+    path = benchmark.resolve_config(
+        'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')
+    assert path.is_file()
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['backbone', '--arch', 'huge'], 'invalid choice'),
+    (['model', 'configs/nope.py'], 'config not found'),
+    (['model', 'mmdet::nope/nope.py'], 'config not found'),
+    (['model', 'nopkg::a/b.py'], "package 'nopkg' is not installed"),
+    (['model'], 'one CONFIG or --compare'),
+    (['model', MASKRCNN, '--compare', MASKRCNN, MASKRCNN],
+     'one CONFIG or --compare'),
+    (['backbone', '--repeat', '0'], 'must be >= 1: repeat'),
+    (['backbone', '--device', 'cuda'], 'CUDA is not available'),
+])
+def test_bad_input(argv, message, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(SystemExit) as exc:
+        benchmark.main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_model_mode_train_mini_maskrcnn(tmp_path):
+    out = tmp_path / 'report.json'
+    benchmark.main(['model', MASKRCNN, '--task', 'train', '--input-size',
+                    '64', '96', '--repeat', '1', '--json', str(out), *FAST,
+                    '--cfg-options', *MINI_MASKRCNN])
+    report = json.loads(out.read_text())
+    assert (report['mode'], report['task']) == ('model', 'train')
+    [work] = report['workloads']
+    assert work['name'] == 'maskrcnn_regionvit_s_coco'
+    check_workload(work, repeat=1)
+    assert work['step_flops_per_forward_mac'] == 6
+    # mmcv's RoIAlign is a Python op the tracer cannot count; it is listed
+    assert any('RoIAlign' in op for op in work['uncounted_ops'])

@@ -1,0 +1,166 @@
+"""The tools on a tiny shapes dataset: train, kill, resume, test,
+format-only results, and the pre-flight errors."""
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip('mmdet')
+from tool_helpers import (DEMO_DET, ROOT, as_cli, data_options,  # noqa
+                          tiny_shapes)
+
+sys.path.insert(0, str(ROOT / 'tools'))
+import test as test_tool  # noqa: E402
+import train as train_tool  # noqa: E402
+
+SHORT = ['train_cfg.max_iters=6', 'train_cfg.val_interval=6',
+         'default_hooks.checkpoint.interval=3', 'param_scheduler.0.end=2',
+         'param_scheduler.1.begin=2', 'param_scheduler.1.end=6']
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """A demo detector trained for 6 iterations by tools/train.py."""
+    tmp = tmp_path_factory.mktemp('trained')
+    data = tiny_shapes(tmp / 'shapes')
+    work = tmp / 'work'
+    assert train_tool.main([DEMO_DET, '--work-dir', str(work),
+                            '--cfg-options', *as_cli(data_options(data)),
+                            *SHORT]) == 0
+    return data, work
+
+
+def test_runner_checkpoint_loads_weights_only(trained):
+    _, work = trained
+    ckpt = torch.load(work / 'iter_6.pth', weights_only=True)
+    assert ckpt['meta']['iter'] == 6
+    assert 'message_hub' in ckpt and 'optimizer' in ckpt
+    # the allow-list is narrow: other getattr calls stay refused
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    class Sneaky:
+
+        def __reduce__(self):
+            return getattr, (HistoryBuffer, '__init__')
+
+    path = work / 'sneaky.pth'
+    torch.save({'x': Sneaky()}, path)
+    with pytest.raises(Exception, match='refusing getattr'):
+        torch.load(path, weights_only=True)
+
+
+def test_test_tool_evaluates_and_writes_server_files(trained, tmp_path):
+    data, work = trained
+    # an untrained model scores low: keep every detection
+    options = ['--cfg-options', *as_cli(data_options(data)),
+               'model.test_cfg.rcnn.score_thr=0.0']
+    assert test_tool.main([DEMO_DET, str(work / 'iter_6.pth'), '--work-dir',
+                           str(tmp_path / 'eval'), *options]) == 0
+    prefix = tmp_path / 'server' / 'results'
+    assert test_tool.main([DEMO_DET, str(work / 'iter_6.pth'), '--work-dir',
+                           str(tmp_path / 'fmt'), '--format-only',
+                           str(prefix), *options]) == 0
+    from pycocotools.coco import COCO
+    gt = COCO(f'{data}/annotations/instances_val.json')
+    for kind in ('bbox', 'segm'):
+        path = Path(f'{prefix}.{kind}.json')
+        results = json.loads(path.read_text())
+        assert results, f'{path} is empty'
+        assert {r['image_id'] for r in results} <= set(gt.getImgIds())
+        dt = gt.loadRes(str(path))  # validates the format
+        assert len(dt.getAnnIds()) == len(results)
+
+
+def test_resume_after_kill_restores_state(tmp_path):
+    data = tiny_shapes(tmp_path / 'shapes')
+    work = tmp_path / 'work'
+    cmd = [sys.executable, str(ROOT / 'tools/train.py'), DEMO_DET,
+           '--work-dir', str(work), '--cfg-options',
+           *as_cli(data_options(data)),
+           'train_cfg.max_iters=400', 'train_cfg.val_interval=400',
+           'default_hooks.checkpoint.interval=2']
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not (work / 'iter_4.pth').exists():
+            assert proc.poll() is None, 'training died before iteration 4'
+            assert time.time() < deadline, 'no checkpoint in 240 s'
+            time.sleep(0.5)
+        time.sleep(1.0)  # let it run on past the checkpoint
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # interrupted, mid-run
+        proc.wait()
+    # the newest complete checkpoint (one being written when killed is not
+    # yet named in last_checkpoint)
+    last = Path((work / 'last_checkpoint').read_text().strip())
+    saved = torch.load(last, weights_only=True)
+    saved_iter = saved['meta']['iter']
+    assert saved_iter >= 4 and saved_iter % 2 == 0
+
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+
+    from mmregionvit.utils.config import load_config
+
+    class Capture(Hook):
+        """Records the state training continues from, after resuming."""
+
+        def before_train(self, runner):
+            self.iter = runner.iter
+            self.optim = copy.deepcopy(runner.optim_wrapper.state_dict())
+            self.schedulers = copy.deepcopy(
+                [s.state_dict() for s in runner.param_schedulers])
+
+    options = dict(data_options(data), **{
+        'train_cfg.max_iters': saved_iter + 2,
+        'train_cfg.val_interval': saved_iter + 3})
+    cfg = load_config(DEMO_DET, options, str(work))
+    cfg.resume = True  # as --resume: the latest checkpoint in the work dir
+    runner = Runner.from_cfg(cfg)
+    capture = Capture()
+    runner.register_hook(capture)
+    runner.train()
+    assert capture.iter == saved_iter
+    for key, value in saved['optimizer']['state'].items():
+        for name, tensor in value.items():
+            assert torch.equal(capture.optim['state'][key][name], tensor), name
+    assert capture.optim['param_groups'] == saved['optimizer']['param_groups']
+    assert capture.schedulers == saved['param_schedulers']
+    assert runner.iter == saved_iter + 2
+
+
+def test_preflight_errors_before_any_work(tmp_path, capsys):
+    data = tiny_shapes(tmp_path / 'shapes')
+
+    def run(*extra, data_dir=data):
+        work = tmp_path / 'never'
+        code = train_tool.main([DEMO_DET, '--work-dir', str(work),
+                                '--cfg-options', *as_cli(data_options(data_dir)),
+                                *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and not work.exists()
+        return err
+
+    err = run(data_dir=str(tmp_path / 'missing'))
+    assert 'data_root' in err and 'does not exist' in err
+    assert 'model.neck.in_channels=[1, 2, 3, 4]' in run(
+        'model.neck.in_channels=[1,2,3,4]')
+    ann = Path(data) / 'annotations/instances_train.json'
+    original = ann.read_text()
+    ann.write_text(json.dumps({'info': 'not coco'}))
+    assert 'is not a COCO annotation file' in run()
+    ann.write_text(original)
+    first = json.loads(original)['images'][0]['file_name']
+    (Path(data) / 'train' / first).write_bytes(b'not an image')
+    err = run()
+    assert 'cannot be read as an image' in err and first in err
+    assert train_tool.main(['configs/nope.py']) == 2
+    assert 'config configs/nope.py does not exist' in capsys.readouterr().err

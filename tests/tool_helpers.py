@@ -1,0 +1,31 @@
+"""Running the tools on a tiny generated shapes dataset."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'tools'))
+from make_demo_data import generate  # noqa: E402
+
+DEMO_DET = str(ROOT / 'configs/detection/maskrcnn_regionvit_demo_shapes.py')
+
+
+def tiny_shapes(root: Path) -> str:
+    generate(str(root), seed=1, num_train=8, num_val=4, size=64)
+    return str(root)
+
+
+def data_options(data: str) -> dict:
+    """Overrides pointing the demo detection config at ``data``."""
+    ann = f'{data}/annotations/instances_val.json'
+    opts = {'val_evaluator.ann_file': ann, 'test_evaluator.ann_file': ann}
+    for split in ('train', 'val', 'test'):
+        opts.update({f'{split}_dataloader.dataset.data_root': f'{data}/',
+                     f'{split}_dataloader.num_workers': 0,
+                     f'{split}_dataloader.persistent_workers': False,
+                     f'{split}_dataloader.batch_size': 2})
+    return opts
+
+
+def as_cli(options: dict) -> list:
+    """``key=value`` strings for ``--cfg-options``."""
+    return [f'{k}={v}' for k, v in options.items()]

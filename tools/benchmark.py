@@ -1,0 +1,604 @@
+#!/usr/bin/env python
+"""Latency, throughput, memory and FLOP efficiency of backbones and detectors.
+
+Examples::
+
+    python tools/benchmark.py backbone --arch small
+    python tools/benchmark.py backbone --arch small --task train --batch 2 \
+        --with-cp
+    python tools/benchmark.py model configs/detection/maskrcnn_regionvit_s_coco.py
+    python tools/benchmark.py model --compare \
+        configs/detection/maskrcnn_regionvit_s_coco.py \
+        mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py
+
+Units: a MAC is one multiply-add, which OpenMMLab and fvcore tables call one
+"FLOP". Rates (the model's achieved rate and the GEMM rate) count 2 FLOPs per
+MAC, so the fraction of the GEMM rate compares like with like.
+"""
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import statistics
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+from math import prod
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer
+from mmengine.analysis.jit_handles import get_shape
+from mmengine.config import Config, DictAction
+
+from mmregionvit.models import ARCH_SETTINGS, RegionViT
+
+MB = 2**20
+
+
+def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """MACs of ``aten::scaled_dot_product_attention``: q @ k^T plus attn @ v.
+
+    Scaling, mask and softmax are elementwise and, like all elementwise ops
+    under the fvcore convention, not counted.
+    """
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    return prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+def count_macs(model: nn.Module,
+               inputs: Tuple[Any, ...]) -> Tuple[int, Dict[str, int]]:
+    """Forward MACs of ``model(*inputs)`` and the op types left uncounted."""
+    analyzer = FlopAnalyzer(model, inputs)
+    analyzer.set_op_handle('aten::scaled_dot_product_attention',
+                           sdpa_flop_jit)
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    analyzer.tracer_warnings('none')
+    with torch.no_grad():
+        return analyzer.total(), dict(analyzer.unsupported_ops())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], Any], device: torch.device) -> float:
+    """Seconds one call of ``fn`` takes, device work included."""
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def measure_gemm(size: int, dtype: torch.dtype, device: torch.device,
+                 repeat: int = 5) -> List[float]:
+    """GFLOP/s (2 per MAC) of ``repeat`` square ``size`` matmuls."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype)
+            for _ in range(2))
+    out = torch.empty_like(a)
+    torch.mm(a, b, out=out)  # warm-up
+    return [2 * size**3 / _timed(partial(torch.mm, a, b, out=out), device)
+            / 1e9 for _ in range(repeat)]
+
+
+def _rss() -> int:
+    """Resident set size of this process in bytes (Linux ``/proc``)."""
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+class PeakMemory:
+    """Peak memory of the steps bracketed by :meth:`begin` and :meth:`end`.
+
+    CUDA: the caching allocator's peak of allocated tensor memory. CPU: the
+    process RSS sampled every ``interval`` seconds by a background thread;
+    memory the C allocator keeps after a free counts, spikes shorter than the
+    interval can be missed.
+    """
+
+    def __init__(self, device: torch.device, interval: float = 0.005) -> None:
+        self.device = device
+        self.kind = ('cuda max_memory_allocated' if device.type == 'cuda'
+                     else f'process RSS sampled every {interval * 1e3:g} ms')
+        self._peak = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        if device.type == 'cpu':
+            self._thread = threading.Thread(target=self._sample,
+                                            args=(interval, ), daemon=True)
+            self._thread.start()
+
+    def _sample(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            rss = _rss()
+            with self._lock:
+                self._peak = max(self._peak, rss)
+
+    def current(self) -> int:
+        if self.device.type == 'cuda':
+            return torch.cuda.memory_allocated(self.device)
+        return _rss()
+
+    def begin(self) -> None:
+        if self.device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        with self._lock:
+            self._peak = _rss()
+
+    def end(self) -> int:
+        if self.device.type == 'cuda':
+            return torch.cuda.max_memory_allocated(self.device)
+        rss = _rss()
+        with self._lock:
+            return max(self._peak, rss)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+@dataclass
+class Workload:
+    """One thing to time: ``step()`` runs one inference or training step."""
+    name: str
+    step: Callable[[], None]
+    macs: int
+    uncounted_ops: Dict[str, int]
+    notes: List[str] = field(default_factory=list)
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def _autocast(dtype: str,
+              device: torch.device) -> Callable[[], ContextManager]:
+    if dtype == 'bf16':
+        return partial(torch.autocast, device.type, dtype=torch.bfloat16)
+    return nullcontext
+
+
+def backbone_workload(args: argparse.Namespace,
+                      device: torch.device) -> Workload:
+    """A RegionViT backbone on a random batch; training uses AdamW."""
+    h, w = args.input_size
+    model = RegionViT(arch=args.arch, with_cp=args.with_cp).to(device)
+    x = torch.randn(args.batch, 3, h, w, device=device)
+    macs, uncounted = count_macs(model.eval(), (x, ))
+    net = torch.compile(model) if args.compile else model
+    amp = _autocast(args.dtype, device)
+    notes = ['constructor defaults otherwise (det_norm on, no drop path)']
+    if args.task == 'inference':
+        def step() -> None:
+            with torch.no_grad(), amp():
+                net(x)
+    else:
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4,
+                                      weight_decay=0.05)
+        notes.append('train step: forward, loss = sum of output means, '
+                     'backward, AdamW step')
+
+        def step() -> None:
+            with amp():
+                loss = sum(out.float().mean() for out in net(x))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    return Workload(f'RegionViT-{args.arch}', step, macs, uncounted, notes)
+
+
+def resolve_config(spec: str) -> Path:
+    """A config file, or ``package::relative.py`` of an OpenMMLab package."""
+    if '::' in spec:
+        package, rel = spec.split('::', 1)
+        found = importlib.util.find_spec(package)
+        if found is None or found.origin is None:
+            raise FileNotFoundError(f'config {spec!r}: package {package!r} '
+                                    'is not installed')
+        path = Path(found.origin).parent / '.mim' / 'configs' / rel
+    else:
+        path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f'config not found: {spec!r} ({path})')
+    return path
+
+
+def synthetic_det_batch(batch: int, h: int, w: int, device: torch.device,
+                        with_gt: bool, num_gt: int = 5) -> dict:
+    """Random uint8 images on ``device`` with test-pipeline metainfo.
+
+    With ``with_gt``, each image gets ``num_gt`` random boxes (label 0) and
+    box-shaped bitmap masks.
+    """
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.bbox import HorizontalBoxes
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    gen = torch.Generator().manual_seed(0)
+    scale = torch.tensor([w, h], dtype=torch.float32)
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
+                                    generator=gen).to(device))
+        sample = DetDataSample(metainfo=dict(
+            img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
+        if with_gt:
+            xy = 0.5 * scale * torch.rand(num_gt, 2, generator=gen)
+            wh = (0.1 + 0.4 * torch.rand(num_gt, 2, generator=gen)) * scale
+            boxes = torch.cat([xy, xy + wh], dim=1)
+            masks = np.zeros((num_gt, h, w), dtype=np.uint8)
+            for mask, (x1, y1, x2, y2) in zip(masks,
+                                             boxes.round().int().tolist()):
+                mask[y1:y2, x1:x2] = 1
+            sample.gt_instances = InstanceData(
+                bboxes=HorizontalBoxes(boxes.to(device)),
+                labels=torch.zeros(num_gt, dtype=torch.long, device=device),
+                masks=BitmapMasks(masks, h, w))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+class _TensorMode(nn.Module):
+    """``detector(inputs, data_samples, mode='tensor')`` with one input."""
+
+    def __init__(self, detector: nn.Module, data_samples: list) -> None:
+        super().__init__()
+        self.detector = detector
+        self.data_samples = data_samples
+
+    def forward(self, inputs: torch.Tensor) -> Any:
+        return self.detector(inputs, self.data_samples, mode='tensor')
+
+
+def detector_workload(path: Path, args: argparse.Namespace,
+                      device: torch.device) -> Workload:
+    """An mmdet detector's test step, or train step with its optimizer."""
+    from mmdet.models.detectors import BaseDetector
+    from mmdet.registry import MODELS
+    from mmengine.logging import MMLogger
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+
+    cfg = Config.fromfile(str(path))
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.with_cp:
+        cfg.model.backbone.with_cp = True
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = MODELS.build(cfg.model)
+    if not isinstance(model, BaseDetector):
+        raise TypeError(f'{path}: model mode supports mmdet detectors, got '
+                        f'{type(model).__name__}')
+    model.to(device)
+    h, w = args.input_size
+    train = args.task == 'train'
+    data = synthetic_det_batch(args.batch, h, w, device, with_gt=train)
+    model.eval()
+    with torch.no_grad():
+        packed = model.data_preprocessor(data, False)
+    macs, uncounted = count_macs(_TensorMode(model, packed['data_samples']),
+                                 (packed['inputs'], ))
+    notes = ['random weights (init_weights not called); synthetic uint8 '
+             'images already on the device, data preprocessor timed',
+             "GMACs of mode='tensor' (mmdet get_flops convention): RoI "
+             'heads on all RPN proposals, mask head on the first 100']
+    extra: Dict[str, Any] = {}
+    amp = _autocast(args.dtype, device)
+    if train:
+        # quiet the per-parameter paramwise_cfg log lines
+        MMLogger.get_current_instance().setLevel(logging.WARNING)
+        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        model.train()
+        notes.append('train step: preprocessor, loss, backward and '
+                     f'{type(optim_wrapper.optimizer).__name__} step from '
+                     'the config; 5 random gt boxes+masks per image')
+
+        def step() -> None:
+            with optim_wrapper.optim_context(model), amp():
+                losses = model(**model.data_preprocessor(data, True),
+                               mode='loss')
+                loss, _ = model.parse_losses(losses)
+            optim_wrapper.update_params(loss)
+    else:
+        def step() -> None:
+            with torch.no_grad(), amp():
+                results = model.test_step(data)
+            extra['detections_per_image'] = sum(
+                len(r.pred_instances) for r in results) / len(results)
+    if args.compile:
+        model.backbone = torch.compile(model.backbone)
+        notes.append('torch.compile applied to the backbone only')
+    return Workload(path.stem, step, macs, uncounted, notes, extra)
+
+
+def latency_stats(seconds: List[float]) -> Dict[str, float]:
+    """Median and spread in milliseconds."""
+    ms = sorted(t * 1e3 for t in seconds)
+    q1, _, q3 = (statistics.quantiles(ms, n=4, method='inclusive')
+                 if len(ms) > 1 else (ms[0], ms[0], ms[0]))
+    return dict(median=statistics.median(ms), min=ms[0], max=ms[-1],
+                q1=q1, q3=q3, iqr=q3 - q1, mean=statistics.fmean(ms),
+                std=statistics.stdev(ms) if len(ms) > 1 else 0.0)
+
+
+def time_workloads(workloads: List[Workload], warmup: int, repeat: int,
+                   device: torch.device) -> List[Dict[str, Any]]:
+    """Warm each workload up, then time them alternating per repeat."""
+    memory = PeakMemory(device)
+    try:
+        baseline = memory.current()
+        first = []
+        for work in workloads:
+            first.append(_timed(work.step, device))
+            for _ in range(warmup - 1):
+                work.step()
+        times: List[List[float]] = [[] for _ in workloads]
+        peaks = [0] * len(workloads)
+        for _ in range(repeat):
+            for i, work in enumerate(workloads):
+                memory.begin()
+                times[i].append(_timed(work.step, device))
+                peaks[i] = max(peaks[i], memory.end())
+    finally:
+        memory.close()
+    return [dict(first_iter_ms=f * 1e3, latency_ms=latency_stats(t),
+                 samples_ms=[x * 1e3 for x in t],
+                 memory=dict(kind=memory.kind, baseline_mb=baseline / MB,
+                             peak_mb=p / MB,
+                             peak_delta_mb=(p - baseline) / MB))
+            for f, t, p in zip(first, times, peaks)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('--input-size', type=int, nargs=2, default=[672, 1120],
+                        metavar=('H', 'W'))
+    common.add_argument('--batch', type=int, default=1)
+    common.add_argument('--task', choices=['inference', 'train'],
+                        default='inference')
+    common.add_argument('--dtype', choices=['fp32', 'bf16'], default='fp32',
+                        help='bf16: torch.autocast to bfloat16')
+    common.add_argument('--compile', action='store_true',
+                        help='torch.compile the backbone')
+    common.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    common.add_argument('--threads', type=int,
+                        help="torch intra-op threads (default: torch's, "
+                        f'{torch.get_num_threads()} here)')
+    common.add_argument('--warmup', type=int, default=2,
+                        help='untimed steps first (>= 1; the first one pays '
+                        'allocation and compilation)')
+    common.add_argument('--repeat', type=int, default=10)
+    common.add_argument('--with-cp', action='store_true',
+                        help='gradient checkpointing in the backbone')
+    common.add_argument('--gemm-size', type=int,
+                        help='square matmul size for the reference rate '
+                        '(default 2048 on CPU, 8192 on CUDA)')
+    common.add_argument('--json', type=Path, metavar='PATH')
+
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    modes = parser.add_subparsers(dest='mode', required=True)
+    backbone = modes.add_parser('backbone', parents=[common],
+                                help='a RegionViT backbone by arch name')
+    backbone.add_argument('--arch', choices=sorted(ARCH_SETTINGS),
+                          default='small')
+    model = modes.add_parser('model', parents=[common],
+                             help='an mmdet detector from a config')
+    model.add_argument('config', nargs='?',
+                       help='config path or package::path, e.g. '
+                       'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')
+    model.add_argument('--compare', nargs=2, metavar=('CONFIG_A', 'CONFIG_B'),
+                       help='time two configs alternating A, B per repeat')
+    model.add_argument('--cfg-options', nargs='+', action=DictAction,
+                       help='override config entries, key=value')
+    return parser
+
+
+def validate(parser: argparse.ArgumentParser,
+             args: argparse.Namespace) -> Tuple[torch.device, List[Path]]:
+    """Check the arguments; return the device and the config paths."""
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error(f'--device cuda: CUDA is not available (torch '
+                     f'{torch.__version__}, CUDA build {torch.version.cuda}, '
+                     f'{torch.cuda.device_count()} devices visible)')
+    if args.device == 'cpu' and not Path('/proc/self/statm').exists():
+        parser.error('CPU memory sampling needs Linux /proc/self/statm')
+    counts = dict(batch=args.batch, warmup=args.warmup, repeat=args.repeat,
+                  threads=args.threads or 1, gemm_size=args.gemm_size or 1,
+                  input_size=min(args.input_size))
+    bad = [k for k, v in counts.items() if v < 1]
+    if bad:
+        parser.error(f'must be >= 1: {", ".join(bad)}')
+    if args.mode == 'backbone':
+        return torch.device(args.device), []
+    if bool(args.config) == bool(args.compare):
+        parser.error('model mode takes one CONFIG or --compare CONFIG_A '
+                     'CONFIG_B')
+    try:
+        paths = [resolve_config(c) for c in args.compare or [args.config]]
+    except FileNotFoundError as e:
+        parser.error(str(e))
+    return torch.device(args.device), paths
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    with open('/proc/cpuinfo') as f:
+        names = [line.split(':', 1)[1].strip() for line in f
+                 if line.startswith('model name')]
+    return f'{names[0] if names else "CPU"} ({os.cpu_count()} logical CPUs)'
+
+
+def summarize(args: argparse.Namespace, device: torch.device,
+              workloads: List[Workload], timings: List[Dict[str, Any]],
+              gemm: Dict[str, Dict[str, Any]],
+              load: Tuple[float, float]) -> Dict[str, Any]:
+    """The JSON report."""
+    factor = 3 if args.task == 'train' else 1
+    results = []
+    for work, timing in zip(workloads, timings):
+        median_s = timing['latency_ms']['median'] / 1e3
+        achieved = 2 * factor * work.macs / median_s / 1e9
+        res = dict(name=work.name, **timing,
+                   images_per_s=args.batch / median_s,
+                   gmacs=work.macs / 1e9, step_flops_per_forward_mac=2 * factor,
+                   achieved_gflops_per_s=achieved,
+                   uncounted_ops=work.uncounted_ops, notes=work.notes,
+                   **work.extra)
+        for dtype, ref in gemm.items():
+            res[f'gemm_{dtype}_fraction'] = achieved / ref['gflops_per_s']
+        results.append(res)
+    warnings = []
+    cpus = os.cpu_count() or 1
+    if load[0] >= cpus:
+        warnings.append(f'1-min load average {load[0]:.1f} on {cpus} CPUs '
+                        'before the run: the machine is shared, timings are '
+                        'indicative')
+    for dtype, g in gemm.items():
+        lo, hi = sorted((g['median_before'], g['median_after']))
+        if hi > 1.2 * lo:
+            warnings.append(f'{dtype} GEMM rate moved from '
+                            f'{g["median_before"]:.0f} to '
+                            f'{g["median_after"]:.0f} GFLOP/s during the run')
+    dets = [r['detections_per_image'] for r in results
+            if 'detections_per_image' in r]
+    if dets and (min(dets) == 0 or len(set(dets)) > 1):
+        warnings.append(
+            f'detections/image {dets} with random weights; the mask head runs '
+            'per detection, so its cost varies: pin it to max_per_img with '
+            '--cfg-options model.test_cfg.rcnn.score_thr=0.0 (two-stage) or '
+            'model.test_cfg.score_thr=0.0 (one-stage)')
+    report = dict(
+        mode=args.mode, task=args.task, dtype=args.dtype, device=device.type,
+        device_name=_device_name(device), threads=torch.get_num_threads(),
+        torch=torch.__version__, batch=args.batch,
+        input_size=list(args.input_size), warmup=args.warmup,
+        repeat=args.repeat, compile=args.compile, with_cp=args.with_cp,
+        load_avg_1min=dict(before=load[0], after=load[1]), gemm=gemm,
+        workloads=results, warnings=warnings)
+    if len(results) == 2:
+        a, b = (r['latency_ms']['median'] for r in results)
+        per_a, per_b = (r['latency_ms']['median'] / r['gmacs']
+                        for r in results)
+        report['compare'] = dict(latency_ratio_b_over_a=b / a,
+                                 ms_per_gmac=[per_a, per_b],
+                                 ms_per_gmac_ratio_b_over_a=per_b / per_a)
+    return report
+
+
+def print_report(report: Dict[str, Any]) -> None:
+    """The report as a table, one column per workload."""
+    works = report['workloads']
+    h, w = report['input_size']
+    rows: List[Tuple[str, List[str]]] = [
+        ('', [f'{chr(65 + i)}: {r["name"]}' if len(works) > 1 else r['name']
+              for i, r in enumerate(works)])]
+
+    def row(label: str, fn: Callable[[dict], str]) -> None:
+        rows.append((label, [fn(r) for r in works]))
+
+    row('median latency [ms]', lambda r: f'{r["latency_ms"]["median"]:.1f}')
+    row('min / max [ms]', lambda r: '{min:.1f} / {max:.1f}'.format(
+        **r['latency_ms']))
+    row('IQR / std [ms]', lambda r: '{iqr:.1f} / {std:.1f}'.format(
+        **r['latency_ms']))
+    row('first iteration [ms]', lambda r: f'{r["first_iter_ms"]:.0f}')
+    row('images/s', lambda r: f'{r["images_per_s"]:.3g}')
+    row('peak memory [MB]', lambda r: f'{r["memory"]["peak_mb"]:.0f}')
+    row('  over pre-run baseline [MB]',
+        lambda r: f'{r["memory"]["peak_delta_mb"]:.0f}')
+    row('forward GMACs (OpenMMLab "GFLOPs")', lambda r: f'{r["gmacs"]:.2f}')
+    row('achieved GFLOP/s (2 per MAC)',
+        lambda r: f'{r["achieved_gflops_per_s"]:.1f}')
+    for dtype in report['gemm']:
+        row(f'fraction of {dtype} GEMM rate',
+            lambda r, d=dtype: f'{r[f"gemm_{d}_fraction"]:.3f}')
+    if 'detections_per_image' in works[0]:
+        row('detections/image (last run)',
+            lambda r: f'{r["detections_per_image"]:.0f}')
+
+    width = max(len(label) for label, _ in rows)
+    cols = [max(len(v[i]) for _, v in rows) for i in range(len(works))]
+    print(f'\n{report["task"]} {report["dtype"]}, batch {report["batch"]} x '
+          f'3x{h}x{w}, {report["device_name"]}, {report["threads"]} threads, '
+          f'torch {report["torch"]}, compile={report["compile"]}, '
+          f'with_cp={report["with_cp"]}')
+    print('1-min load average: {before:.2f} before, {after:.2f} after'.format(
+        **report['load_avg_1min']))
+    for dtype, g in report['gemm'].items():
+        print(f'{dtype} GEMM {g["size"]}^3: {g["gflops_per_s"]:.1f} GFLOP/s '
+              f'median (before {g["median_before"]:.1f}, after '
+              f'{g["median_after"]:.1f})')
+    for label, values in rows:
+        print(f'{label:<{width}} | ' + ' | '.join(
+            f'{v:>{c}}' for v, c in zip(values, cols)))
+    if 'compare' in report:
+        c = report['compare']
+        print(f'B/A median latency {c["latency_ratio_b_over_a"]:.3f}; ms per '
+              f'GMAC A {c["ms_per_gmac"][0]:.2f}, B {c["ms_per_gmac"][1]:.2f}'
+              f', B/A {c["ms_per_gmac_ratio_b_over_a"]:.3f}')
+    print(f'memory: {works[0]["memory"]["kind"]}; baseline = after building, '
+          'before the first step')
+    if report['task'] == 'train':
+        print('train: achieved rate assumes a step = 3x the forward MACs '
+              '(backward 2x); --with-cp recomputation is not counted')
+    for i, r in enumerate(works):
+        tag = f'{chr(65 + i)}: ' if len(works) > 1 else ''
+        for note in r['notes']:
+            print(f'{tag}{note}')
+        print(f'{tag}not counted (op: calls): ' + ', '.join(
+            f'{op.removeprefix("aten::")}: {n}'
+            for op, n in sorted(r['uncounted_ops'].items())))
+    for warning in report['warnings']:
+        print(f'WARNING: {warning}')
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    device, configs = validate(parser, args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    gemm_size = args.gemm_size or (8192 if device.type == 'cuda' else 2048)
+    gemm_dtypes = {'fp32': torch.float32}
+    if args.dtype == 'bf16':
+        gemm_dtypes['bf16'] = torch.bfloat16
+    load_before = os.getloadavg()[0]
+    before = {k: measure_gemm(gemm_size, d, device)
+              for k, d in gemm_dtypes.items()}
+    if args.mode == 'backbone':
+        workloads = [backbone_workload(args, device)]
+    else:
+        workloads = [detector_workload(p, args, device) for p in configs]
+    timings = time_workloads(workloads, args.warmup, args.repeat, device)
+    gemm = {}
+    for k, d in gemm_dtypes.items():
+        after = measure_gemm(gemm_size, d, device)
+        gemm[k] = dict(size=gemm_size,
+                       gflops_per_s=statistics.median(before[k] + after),
+                       median_before=statistics.median(before[k]),
+                       median_after=statistics.median(after),
+                       max=max(before[k] + after))
+    report = summarize(args, device, workloads, timings, gemm,
+                       (load_before, os.getloadavg()[0]))
+    print_report(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,72 @@
+"""Run a trained model on images and write pictures of its predictions.
+
+    python tools/infer.py CONFIG CHECKPOINT demo.jpg [more images or a folder]
+        [--out-dir outputs] [--score-thr 0.3] [--device cpu]
+
+Detection configs draw boxes and masks, segmentation configs the label
+map, keypoint configs the skeletons (whole image as the person box). The
+pictures go to OUT_DIR/vis/, raw predictions to OUT_DIR/preds/.
+"""
+import argparse
+import os.path as osp
+import sys
+
+import mmregionvit  # noqa: F401
+from mmregionvit.utils.config import load_config
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Predict and visualise')
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('inputs', nargs='+', help='images or folders')
+    parser.add_argument('--out-dir', default='outputs')
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help='detection score threshold for drawing')
+    parser.add_argument('--device', default='cpu')
+    return parser.parse_args(argv)
+
+
+def build_inferencer(cfg, checkpoint: str, device: str):
+    """The upstream inferencer of the config's library."""
+    scope = cfg.default_scope
+    if scope == 'mmdet':
+        from mmdet.apis import DetInferencer
+        return DetInferencer(model=cfg, weights=checkpoint, device=device)
+    if scope == 'mmseg':
+        from mmseg.apis import MMSegInferencer
+        return MMSegInferencer(model=cfg, weights=checkpoint, device=device)
+    from mmpose.apis import MMPoseInferencer
+    return MMPoseInferencer(pose2d=cfg, pose2d_weights=checkpoint,
+                            device=device)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    missing = [p for p in args.inputs + [args.checkpoint]
+               if not osp.exists(p)]
+    try:
+        if missing:
+            raise FileNotFoundError(f'not found: {", ".join(missing)}')
+        cfg = load_config(args.config)
+    except (FileNotFoundError, ImportError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    cfg.model.backbone.init_cfg = None  # weights come from the checkpoint
+    inferencer = build_inferencer(cfg, args.checkpoint, args.device)
+    inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs
+    if cfg.default_scope == 'mmdet':
+        inferencer(inputs, out_dir=args.out_dir, no_save_pred=False,
+                   pred_score_thr=args.score_thr)
+    elif cfg.default_scope == 'mmseg':
+        inferencer(inputs, out_dir=args.out_dir)
+    else:
+        for _ in inferencer(inputs, vis_out_dir=osp.join(args.out_dir, 'vis'),
+                            pred_out_dir=osp.join(args.out_dir, 'preds')):
+            pass
+    print(f'predictions drawn in {osp.join(args.out_dir, "vis")}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Evaluate a checkpoint on a config's test set, or write a results file
+for a benchmark server.
+
+    python tools/test.py CONFIG CHECKPOINT
+    # COCO test-dev (detection, keypoints) or ADE20K (segmentation) server:
+    python tools/test.py CONFIG CHECKPOINT --format-only work_dirs/results
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import DictAction
+from mmengine.runner import Runner
+
+import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
+from mmregionvit.utils.config import load_config
+from mmregionvit.utils.preflight import PreflightError, check_config
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test a checkpoint')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where logs and metrics go')
+    parser.add_argument('--format-only', metavar='PREFIX',
+                        help='write server results instead of evaluating: '
+                        'COCO JSON files PREFIX.bbox.json / PREFIX.segm.json '
+                        '/ PREFIX.keypoints.json, or segmentation PNGs in '
+                        'the folder PREFIX')
+    parser.add_argument('--show-dir', help='save visualisations here '
+                        '(relative to the work dir)')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation (tta_model and '
+                        'tta_pipeline of the config)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def format_only(cfg, prefix: str) -> None:
+    """Switch the test evaluator to writing server files under ``prefix``."""
+    evaluator = cfg.test_evaluator
+    if isinstance(evaluator, (list, tuple)):
+        if len(evaluator) != 1:
+            raise ValueError('--format-only needs a single test evaluator.')
+        evaluator = evaluator[0]
+    prefix = osp.abspath(prefix)
+    os.makedirs(osp.dirname(prefix), exist_ok=True)
+    evaluator.format_only = True
+    if cfg.default_scope == 'mmseg':
+        evaluator.output_dir = prefix
+    else:
+        evaluator.outfile_prefix = prefix
+    cfg.test_evaluator = evaluator
+
+
+def enable_show(cfg, show_dir: str) -> None:
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise ValueError('--show-dir needs a visualization hook in '
+                         'default_hooks.')
+    hook.draw = True
+    if cfg.default_scope == 'mmpose':
+        hook.enable = True
+        hook.out_dir = show_dir
+    else:
+        hook.test_out_dir = show_dir
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.cfg_options, args.work_dir,
+                          args.launcher)
+        if not osp.isfile(args.checkpoint):
+            raise FileNotFoundError(f'checkpoint {args.checkpoint} does not '
+                                    'exist.')
+        check_config(cfg, phases=['test'])
+        if args.format_only:
+            format_only(cfg, args.format_only)
+        if args.show_dir:
+            enable_show(cfg, args.show_dir)
+        if args.tta:
+            if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+                raise ValueError(f'{args.config} defines no tta_model and '
+                                 'tta_pipeline.')
+            cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+            cfg.tta_model.module = cfg.model
+            cfg.model = cfg.tta_model
+    except (FileNotFoundError, ImportError, ValueError, PreflightError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    cfg.load_from = args.checkpoint
+    metrics = Runner.from_cfg(cfg).test()
+    if args.format_only:
+        print(f'results written with prefix {osp.abspath(args.format_only)}')
+    return 0 if metrics is not None else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
