@@ -233,9 +233,12 @@ class R2LAttention(nn.Module):
                              persistent=False)
 
     def local_bias(self) -> Tensor:
-        """The ``(heads, L, L)`` additive bias of a window, zero at slot 0."""
+        """The ``(1, heads, L, L)`` additive bias of a window, zero at slot 0.
+
+        4-D on purpose: SDPA's fused CPU kernel takes a 4-D mask only.
+        """
         bias = self.rel_pos[:, self.rel_pos_index]
-        return F.pad(bias, (1, 0, 1, 0))
+        return F.pad(bias, (1, 0, 1, 0))[None]
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
         """Attend over the second-last dim of ``x`` (``(M, N, C)``)."""
@@ -284,8 +287,7 @@ class R2LBlock(nn.Module):
         if pad_keep is not None:
             mask = mask.masked_fill(~pad_keep[:, None],
                                     torch.finfo(x.dtype).min)
-            mask = mask.expand(b, -1, -1, -1, -1).reshape(
-                b * nw, -1, length, length)
+            mask = mask.expand(b, -1, -1, -1, -1).flatten(0, 1)
         local = self.attn(self.local_norm(x).view(b * nw, length, c), mask)
         x = x + self.drop_path(local.view(b, nw, length, c))
         return x + self.drop_path(self.mlp(self.mlp_norm(x)))
