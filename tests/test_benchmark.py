@@ -16,8 +16,11 @@ sys.path.insert(0, str(ROOT / 'tools'))
 import benchmark  # noqa: E402
 
 from mmregionvit.models import RegionViT  # noqa: E402
+from mmregionvit.utils.complexity import count_macs  # noqa: E402
 
-FAST = ['--warmup', '1', '--gemm-size', '256']
+# One thread: on a shared machine two OpenMP threads can wait on each other
+# for seconds per step.
+FAST = ['--warmup', '1', '--gemm-size', '256', '--threads', '1']
 MASKRCNN = str(ROOT / 'configs/detection/maskrcnn_regionvit_s_coco.py')
 # Mask R-CNN at a fraction of its widths and RoI counts.
 MINI_MASKRCNN = [
@@ -34,6 +37,13 @@ MINI_MASKRCNN = [
     'model.train_cfg.rcnn.sampler.num=64',
     'model.test_cfg.rpn.max_per_img=100',
 ]
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def check_workload(work: dict, repeat: int) -> None:
@@ -69,7 +79,7 @@ def test_backbone_report(tmp_path):
     assert (saved['mode'], saved['task'], saved['dtype'], saved['device']) \
         == ('backbone', 'inference', 'fp32', 'cpu')
     assert saved['input_size'] == [64, 64] and saved['batch'] == 1
-    assert saved['threads'] == torch.get_num_threads()
+    assert saved['threads'] == 1
     assert set(saved['load_avg_1min']) == {'before', 'after'}
     gemm = saved['gemm']['fp32']
     assert gemm['size'] == 256 and gemm['gflops_per_s'] > 0
@@ -78,7 +88,7 @@ def test_backbone_report(tmp_path):
     check_workload(work, repeat=2)
     assert work['step_flops_per_forward_mac'] == 2
     x = torch.randn(1, 3, 64, 64)
-    macs, _ = benchmark.count_macs(RegionViT(arch='tiny').eval(), (x, ))
+    macs, _ = count_macs(RegionViT(arch='tiny').eval(), (x, ))
     assert work['gmacs'] == macs / 1e9
 
 
@@ -100,7 +110,7 @@ class LinearAttention(nn.Module):
 
 def test_count_macs_linear_and_sdpa():
     x, y = torch.randn(2, 5, 8), torch.randn(2, 7, 8)
-    macs, uncounted = benchmark.count_macs(LinearAttention(), (x, y))
+    macs, uncounted = count_macs(LinearAttention(), (x, y))
     linear = 2 * 5 * 8 * 16 + 2 * 7 * 8 * 16 + 2 * 7 * 8 * 8
     attention = 2 * 2 * 5 * 7 * 8 + 2 * 2 * 5 * 7 * 4  # q @ k^T, attn @ v
     assert macs == linear + attention
@@ -132,6 +142,7 @@ def test_resolve_package_config():
     (['model', MASKRCNN, '--compare', MASKRCNN, MASKRCNN],
      'one CONFIG or --compare'),
     (['backbone', '--repeat', '0'], 'must be >= 1: repeat'),
+    (['backbone', '--threads', '0'], 'must be >= 1: threads'),
     (['backbone', '--device', 'cuda'], 'CUDA is not available'),
 ])
 def test_bad_input(argv, message, capsys, monkeypatch):
@@ -155,3 +166,21 @@ def test_model_mode_train_mini_maskrcnn(tmp_path):
     assert work['step_flops_per_forward_mac'] == 6
     # mmcv's RoIAlign is a Python op the tracer cannot count; it is listed
     assert any('RoIAlign' in op for op in work['uncounted_ops'])
+
+
+def test_model_mode_compare(tmp_path):
+    out = tmp_path / 'report.json'
+    benchmark.main(['model', '--compare', MASKRCNN, MASKRCNN,
+                    '--input-size', '64', '96', '--repeat', '2', '--json',
+                    str(out), *FAST, '--cfg-options', *MINI_MASKRCNN,
+                    'model.test_cfg.rcnn.score_thr=0.0'])
+    report = json.loads(out.read_text())
+    assert len(report['workloads']) == 2
+    for work in report['workloads']:
+        check_workload(work, repeat=2)
+        # score_thr 0 pins the detections to max_per_img
+        assert work['detections_per_image'] == 100
+    compare = report['compare']
+    assert compare['latency_ratio_b_over_a'] > 0
+    assert len(compare['ms_per_gmac']) == 2
+    assert compare['ms_per_gmac_ratio_b_over_a'] > 0

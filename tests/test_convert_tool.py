@@ -1,15 +1,12 @@
 """tools/convert_official.py on official-layout files."""
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from conftest import load_fixture
+from tool_helpers import load_tool
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
-import convert_official  # noqa: E402
+from mmregionvit.models import RegionViT
 
-from mmregionvit.models import RegionViT  # noqa: E402
+convert_official = load_tool('convert_official')
 
 
 def test_backbone_conversion_then_pretrained_load(tmp_path):

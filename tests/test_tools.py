@@ -14,11 +14,10 @@ import torch
 
 pytest.importorskip('mmdet')
 from tool_helpers import (DEMO_DET, ROOT, as_cli, data_options,  # noqa
-                          tiny_shapes)
+                          load_tool, tiny_shapes)
 
-sys.path.insert(0, str(ROOT / 'tools'))
-import test as test_tool  # noqa: E402
-import train as train_tool  # noqa: E402
+test_tool = load_tool('test')
+train_tool = load_tool('train')
 
 SHORT = ['train_cfg.max_iters=6', 'train_cfg.val_interval=6',
          'default_hooks.checkpoint.interval=3', 'param_scheduler.0.end=2',
@@ -164,3 +163,37 @@ def test_preflight_errors_before_any_work(tmp_path, capsys):
     assert 'cannot be read as an image' in err and first in err
     assert train_tool.main(['configs/nope.py']) == 2
     assert 'config configs/nope.py does not exist' in capsys.readouterr().err
+
+
+def test_inference_apis_and_infer_tool(trained, tmp_path):
+    from mmdet.apis import DetInferencer, inference_detector, init_detector
+    from mmengine.config import Config
+    data, work = trained
+    cfg = Config.fromfile(DEMO_DET)
+    cfg.merge_from_dict(data_options(data))
+    image = sorted((Path(data) / 'val').glob('*.png'))[0]
+    model = init_detector(cfg, str(work / 'iter_6.pth'), device='cpu')
+    result = inference_detector(model, str(image))
+    assert result.pred_instances.bboxes.shape[1] == 4
+    out = DetInferencer(model=cfg, weights=str(work / 'iter_6.pth'),
+                        device='cpu')(str(image), return_vis=True)
+    assert len(out['predictions']) == 1 and out['visualization'][0].ndim == 3
+    assert load_tool('infer').main([DEMO_DET, str(work / 'iter_6.pth'), str(image),
+                       '--out-dir', str(tmp_path / 'out')]) == 0
+    assert (tmp_path / 'out' / 'vis' / image.name).is_file()
+
+
+@pytest.mark.parametrize('config', [
+    'configs/detection/maskrcnn_regionvit_demo_shapes.py',
+    'configs/detection/retinanet_regionvit_t_coco.py',
+    'configs/segmentation/upernet_regionvit_t_ade20k.py',
+    'configs/keypoint/td-hm_regionvit_t_coco-256x192.py'])
+def test_get_flops(config, capsys):
+    tool = load_tool('get_flops')
+    assert tool.main([str(ROOT / config), '--shape', '64', '96']) == 0
+    out = capsys.readouterr().out
+    assert 'params:' in out and 'FLOPs:' in out
+    from mmregionvit.utils.config import load_config
+    r = tool.complexity(load_config(str(ROOT / config)), (64, 96))
+    assert r['gflops'] > r['backbone_gflops'] > 0
+    assert r['params'] > r['backbone_params'] > 0

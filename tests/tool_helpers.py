@@ -1,12 +1,24 @@
 """Running the tools on a tiny generated shapes dataset."""
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools'))
 from make_demo_data import generate  # noqa: E402
 
 DEMO_DET = str(ROOT / 'configs/detection/maskrcnn_regionvit_demo_shapes.py')
+
+
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` as a module (by path: tools/test.py would clash
+    with the standard library's ``test`` package)."""
+    spec = importlib.util.spec_from_file_location(
+        f'mmregionvit_tool_{name}', ROOT / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_shapes(root: Path) -> str:

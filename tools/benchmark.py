@@ -6,7 +6,8 @@ Examples::
     python tools/benchmark.py backbone --arch small
     python tools/benchmark.py backbone --arch small --task train --batch 2 \
         --with-cp
-    python tools/benchmark.py model configs/detection/maskrcnn_regionvit_s_coco.py
+    python tools/benchmark.py model \
+        configs/detection/maskrcnn_regionvit_s_coco.py --task train
     python tools/benchmark.py model --compare \
         configs/detection/maskrcnn_regionvit_s_coco.py \
         mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py
@@ -26,43 +27,18 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
-from math import prod
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
-from mmengine.analysis import FlopAnalyzer
-from mmengine.analysis.jit_handles import get_shape
 from mmengine.config import Config, DictAction
 
 from mmregionvit.models import ARCH_SETTINGS, RegionViT
+from mmregionvit.utils.complexity import TensorMode, count_macs
 
 MB = 2**20
-
-
-def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
-    """MACs of ``aten::scaled_dot_product_attention``: q @ k^T plus attn @ v.
-
-    Scaling, mask and softmax are elementwise and, like all elementwise ops
-    under the fvcore convention, not counted.
-    """
-    q, k, v = (get_shape(x) for x in inputs[:3])
-    return prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
-
-
-def count_macs(model: nn.Module,
-               inputs: Tuple[Any, ...]) -> Tuple[int, Dict[str, int]]:
-    """Forward MACs of ``model(*inputs)`` and the op types left uncounted."""
-    analyzer = FlopAnalyzer(model, inputs)
-    analyzer.set_op_handle('aten::scaled_dot_product_attention',
-                           sdpa_flop_jit)
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    analyzer.tracer_warnings('none')
-    with torch.no_grad():
-        return analyzer.total(), dict(analyzer.unsupported_ops())
 
 
 def _sync(device: torch.device) -> None:
@@ -249,18 +225,6 @@ def synthetic_det_batch(batch: int, h: int, w: int, device: torch.device,
     return dict(inputs=inputs, data_samples=samples)
 
 
-class _TensorMode(nn.Module):
-    """``detector(inputs, data_samples, mode='tensor')`` with one input."""
-
-    def __init__(self, detector: nn.Module, data_samples: list) -> None:
-        super().__init__()
-        self.detector = detector
-        self.data_samples = data_samples
-
-    def forward(self, inputs: torch.Tensor) -> Any:
-        return self.detector(inputs, self.data_samples, mode='tensor')
-
-
 def detector_workload(path: Path, args: argparse.Namespace,
                       device: torch.device) -> Workload:
     """An mmdet detector's test step, or train step with its optimizer."""
@@ -287,7 +251,7 @@ def detector_workload(path: Path, args: argparse.Namespace,
     model.eval()
     with torch.no_grad():
         packed = model.data_preprocessor(data, False)
-    macs, uncounted = count_macs(_TensorMode(model, packed['data_samples']),
+    macs, uncounted = count_macs(TensorMode(model, packed['data_samples']),
                                  (packed['inputs'], ))
     notes = ['random weights (init_weights not called); synthetic uint8 '
              'images already on the device, data preprocessor timed',
@@ -400,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument('--compare', nargs=2, metavar=('CONFIG_A', 'CONFIG_B'),
                        help='time two configs alternating A, B per repeat')
     model.add_argument('--cfg-options', nargs='+', action=DictAction,
-                       help='override config entries, key=value')
+                       help='override config entries, key=value (both '
+                       'configs with --compare)')
     return parser
 
 
@@ -414,9 +379,9 @@ def validate(parser: argparse.ArgumentParser,
     if args.device == 'cpu' and not Path('/proc/self/statm').exists():
         parser.error('CPU memory sampling needs Linux /proc/self/statm')
     counts = dict(batch=args.batch, warmup=args.warmup, repeat=args.repeat,
-                  threads=args.threads or 1, gemm_size=args.gemm_size or 1,
+                  threads=args.threads, gemm_size=args.gemm_size,
                   input_size=min(args.input_size))
-    bad = [k for k, v in counts.items() if v < 1]
+    bad = [k for k, v in counts.items() if v is not None and v < 1]
     if bad:
         parser.error(f'must be >= 1: {", ".join(bad)}')
     if args.mode == 'backbone':
@@ -452,7 +417,8 @@ def summarize(args: argparse.Namespace, device: torch.device,
         achieved = 2 * factor * work.macs / median_s / 1e9
         res = dict(name=work.name, **timing,
                    images_per_s=args.batch / median_s,
-                   gmacs=work.macs / 1e9, step_flops_per_forward_mac=2 * factor,
+                   gmacs=work.macs / 1e9,
+                   step_flops_per_forward_mac=2 * factor,
                    achieved_gflops_per_s=achieved,
                    uncounted_ops=work.uncounted_ops, notes=work.notes,
                    **work.extra)
@@ -464,7 +430,10 @@ def summarize(args: argparse.Namespace, device: torch.device,
     if load[0] >= cpus:
         warnings.append(f'1-min load average {load[0]:.1f} on {cpus} CPUs '
                         'before the run: the machine is shared, timings are '
-                        'indicative')
+                        'indicative' + (
+                            '; busy cores stall multi-threaded steps, '
+                            '--threads 1 is steadier'
+                            if torch.get_num_threads() > 1 else ''))
     for dtype, g in gemm.items():
         lo, hi = sorted((g['median_before'], g['median_after']))
         if hi > 1.2 * lo:
@@ -482,7 +451,9 @@ def summarize(args: argparse.Namespace, device: torch.device,
     report = dict(
         mode=args.mode, task=args.task, dtype=args.dtype, device=device.type,
         device_name=_device_name(device), threads=torch.get_num_threads(),
-        torch=torch.__version__, batch=args.batch,
+        torch=torch.__version__,
+        float32_matmul_precision=torch.get_float32_matmul_precision(),
+        batch=args.batch,
         input_size=list(args.input_size), warmup=args.warmup,
         repeat=args.repeat, compile=args.compile, with_cp=args.with_cp,
         load_avg_1min=dict(before=load[0], after=load[1]), gemm=gemm,
@@ -568,7 +539,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser = build_parser()
     args = parser.parse_args(argv)
     device, configs = validate(parser, args)
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     gemm_size = args.gemm_size or (8192 if device.type == 'cuda' else 2048)
