@@ -182,3 +182,20 @@ def test_peg_model_from_checkpoint_without_peg(tmp_path):
     with torch.no_grad():
         for a, b in zip(plain.eval()(x), peg.eval()(x)):
             torch.testing.assert_close(a, b)
+
+
+def test_inference_fast_path_matches_autograd_path(monkeypatch):
+    """No-grad inference runs windows in chunks through fused linears; it
+    must compute what the autograd path computes (padding included)."""
+    from mmregionvit.models import regionvit
+    monkeypatch.setattr(regionvit, '_CHUNK_TOKENS', 120)  # 2 windows/chunk
+    fixture = load_fixture('tiny3conv_w14_peg')
+    model = RegionViT(arch=fixture['official_kwargs']).eval()
+    model.init_weights()
+    x = fixture['cases'][2]['input']  # 100x150: padded windows
+    with torch.no_grad():
+        fast = model(x)
+    slow = model(x)
+    assert slow[0].requires_grad
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-5)

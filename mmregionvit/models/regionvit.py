@@ -172,6 +172,30 @@ class Downsample(nn.Sequential):
                       groups=in_channels))
 
 
+# Tokens per chunk when inference runs a block's windows chunk by chunk.
+_CHUNK_TOKENS = 4096
+# oneDNN's linear with the bias (and GELU) fused into the GEMM: the eager
+# path otherwise writes each output twice (bias broadcast, then GEMM) and
+# makes a third pass for GELU. It has no autograd formula, so it serves
+# fp32 CPU inference only; torch.compile does its own fusion.
+_FUSED_LINEAR = getattr(torch.ops.mkldnn, '_linear_pointwise', None) \
+    if torch.backends.mkldnn.is_available() else None
+
+
+def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
+    """``layer(x)``, followed by exact GELU if ``gelu``."""
+    if (_FUSED_LINEAR is not None and x.device.type == 'cpu'
+            and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled('cpu')
+            and not torch.compiler.is_compiling()):
+        out = _FUSED_LINEAR(x.reshape(-1, x.shape[-1]), layer.weight,
+                            layer.bias, 'gelu' if gelu else 'none', [],
+                            'none' if gelu else '')
+        return out.view(*x.shape[:-1], -1)
+    x = F.linear(x, layer.weight, layer.bias)
+    return F.gelu(x) if gelu else x
+
+
 def _rel_pos_index(ws: int) -> Tensor:
     """Index of each (query, key) local pair into the relative table.
 
@@ -244,19 +268,22 @@ class R2LAttention(nn.Module):
         """Attend over the second-last dim of ``x`` (``(M, N, C)``)."""
         m, n, c = x.shape
         h = self.num_heads
-        q, k, v = self.qkv(x).view(m, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
+        q, k, v = linear(x, self.qkv).view(m, n, 3, h, c // h).permute(
+            2, 0, 3, 1, 4)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.proj(x.transpose(1, 2).reshape(m, n, c))
+        return linear(x.transpose(1, 2).reshape(m, n, c), self.proj)
 
 
-class Mlp(nn.Sequential):
+class Mlp(nn.Module):
     """Linear, GELU, linear."""
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(linear(x, self.fc1, gelu=True), self.fc2)
 
 
 class R2LBlock(nn.Module):
@@ -281,6 +308,7 @@ class R2LBlock(nn.Module):
         regional = regional + self.drop_path(
             self.attn(self.regional_norm(regional)))
         x = torch.cat([regional.unsqueeze(2), x[:, :, 1:]], dim=2)
+        x = x.view(b * nw, length, c)
 
         # Bias and padding mask as one additive mask.
         mask = self.attn.local_bias().to(x.dtype)
@@ -288,8 +316,20 @@ class R2LBlock(nn.Module):
             mask = mask.masked_fill(~pad_keep[:, None],
                                     torch.finfo(x.dtype).min)
             mask = mask.expand(b, -1, -1, -1, -1).flatten(0, 1)
-        local = self.attn(self.local_norm(x).view(b * nw, length, c), mask)
-        x = x + self.drop_path(local.view(b, nw, length, c))
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return self._local(x, mask).view(b, nw, length, c)
+        # Inference: windows are independent from here on, so run them in
+        # chunks whose activations stay in cache (same results).
+        out = torch.empty_like(x)
+        step = max(1, _CHUNK_TOKENS // length)
+        for i in range(0, b * nw, step):
+            chunk_mask = mask if mask.shape[0] == 1 else mask[i:i + step]
+            out[i:i + step] = self._local(x[i:i + step], chunk_mask)
+        return out.view(b, nw, length, c)
+
+    def _local(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Local attention and MLP of windows ``x`` (``(M, L, C)``)."""
+        x = x + self.drop_path(self.attn(self.local_norm(x), mask))
         return x + self.drop_path(self.mlp(self.mlp_norm(x)))
 
 
