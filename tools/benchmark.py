@@ -24,7 +24,7 @@ import os
 import statistics
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -33,6 +33,7 @@ from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from mmengine.config import Config, DictAction
 
 from mmregionvit.models import ARCH_SETTINGS, RegionViT
@@ -136,11 +137,22 @@ class Workload:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
-def _autocast(dtype: str,
-              device: torch.device) -> Callable[[], ContextManager]:
-    if dtype == 'bf16':
-        return partial(torch.autocast, device.type, dtype=torch.bfloat16)
-    return nullcontext
+def _step_context(args: argparse.Namespace,
+                  device: torch.device) -> Callable[[], ContextManager]:
+    """Autocast for ``--dtype bf16``; the attention kernel for
+    ``--attention materialised`` (SDPA's math kernel, which builds and, when
+    training, keeps every attention matrix: the reference for memory)."""
+
+    def context() -> ContextManager:
+        stack = ExitStack()
+        if args.dtype == 'bf16':
+            stack.enter_context(
+                torch.autocast(device.type, dtype=torch.bfloat16))
+        if args.attention == 'materialised':
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        return stack
+
+    return context
 
 
 def backbone_workload(args: argparse.Namespace,
@@ -151,7 +163,7 @@ def backbone_workload(args: argparse.Namespace,
     x = torch.randn(args.batch, 3, h, w, device=device)
     macs, uncounted = count_macs(model.eval(), (x, ))
     net = torch.compile(model) if args.compile else model
-    amp = _autocast(args.dtype, device)
+    amp = _step_context(args, device)
     notes = ['constructor defaults otherwise (det_norm on, no drop path)']
     if args.task == 'inference':
         def step() -> None:
@@ -258,7 +270,7 @@ def detector_workload(path: Path, args: argparse.Namespace,
              "GMACs of mode='tensor' (mmdet get_flops convention): RoI "
              'heads on all RPN proposals, mask head on the first 100']
     extra: Dict[str, Any] = {}
-    amp = _autocast(args.dtype, device)
+    amp = _step_context(args, device)
     if train:
         # quiet the per-parameter paramwise_cfg log lines
         MMLogger.get_current_instance().setLevel(logging.WARNING)
@@ -343,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='untimed steps first (>= 1; the first one pays '
                         'allocation and compilation)')
     common.add_argument('--repeat', type=int, default=10)
+    common.add_argument('--attention', choices=['fused', 'materialised'],
+                        default='fused',
+                        help='materialised: SDPA math kernel, which stores '
+                        'attention matrices (a memory reference)')
     common.add_argument('--with-cp', action='store_true',
                         help='gradient checkpointing in the backbone')
     common.add_argument('--gemm-size', type=int,

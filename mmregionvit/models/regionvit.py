@@ -177,7 +177,8 @@ _CHUNK_TOKENS = 4096
 # oneDNN's linear with the bias (and GELU) fused into the GEMM: the eager
 # path otherwise writes each output twice (bias broadcast, then GEMM) and
 # makes a third pass for GELU. It has no autograd formula, so it serves
-# fp32 CPU inference only; torch.compile does its own fusion.
+# fp32 CPU inference only; torch.compile does its own fusion, and tracers
+# (FLOP counting) see the plain ops.
 _FUSED_LINEAR = getattr(torch.ops.mkldnn, '_linear_pointwise', None) \
     if torch.backends.mkldnn.is_available() else None
 
@@ -187,7 +188,8 @@ def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
     if (_FUSED_LINEAR is not None and x.device.type == 'cpu'
             and x.dtype == torch.float32 and not torch.is_grad_enabled()
             and not torch.is_autocast_enabled('cpu')
-            and not torch.compiler.is_compiling()):
+            and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing()):
         out = _FUSED_LINEAR(x.reshape(-1, x.shape[-1]), layer.weight,
                             layer.bias, 'gelu' if gelu else 'none', [],
                             'none' if gelu else '')
