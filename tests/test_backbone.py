@@ -199,3 +199,27 @@ def test_inference_fast_path_matches_autograd_path(monkeypatch):
     assert slow[0].requires_grad
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-5)
+
+
+def test_bf16_autocast_within_tolerance():
+    """bf16 autocast stays within 2% (relative L2) of fp32 at every stage."""
+    model = RegionViT(arch=dict(TINY, embed_dim=[32, 32, 64, 128, 256]))
+    model.init_weights()
+    x = torch.randn(2, 3, 100, 150)
+    with torch.no_grad():
+        ref = model.eval()(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = model(x)
+    for a, b in zip(out, ref):
+        assert a.dtype == torch.bfloat16
+        assert ((a.float() - b).norm() / b.norm()).item() < 2e-2
+
+
+@pytest.mark.parametrize('size', [(112, 112), (100, 150)])
+def test_compiles_as_one_graph(size):
+    import torch._dynamo as dynamo
+    model = RegionViT(arch=dict(TINY, peg=True)).eval()
+    with torch.no_grad():
+        report = dynamo.explain(model)(torch.randn(1, 3, *size))
+    assert report.graph_break_count == 0, report.break_reasons
+    assert report.graph_count == 1
