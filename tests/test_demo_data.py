@@ -1,5 +1,4 @@
 """Tests for the synthetic shapes dataset generator (tools/make_demo_data.py)."""
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -9,11 +8,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+from tool_helpers import load_tool
 
-_SPEC = importlib.util.spec_from_file_location(
-    'make_demo_data', Path(__file__).resolve().parents[1] / 'tools' / 'make_demo_data.py')
-make_demo_data = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(make_demo_data)
+make_demo_data = load_tool('make_demo_data')
 
 ARGS = dict(seed=3, num_train=6, num_val=3, size=96)
 
@@ -44,7 +41,10 @@ def test_instances(dataset: Path, split: str) -> None:
             assert ann['segmentation'] and all(len(p) >= 6 for p in ann['segmentation'])
             rle = mask_utils.merge(
                 mask_utils.frPyObjects(ann['segmentation'], img['height'], img['width']))
-            assert abs(mask_utils.area(rle) - ann['area']) <= 0.15 * ann['area']
+            # contours run through pixel centres: small shapes lose about
+            # half a pixel along their outline
+            diff = abs(int(mask_utils.area(rle)) - ann['area'])
+            assert diff <= max(0.15 * ann['area'], 20)
             x, y, w, h = ann['bbox']
             assert x >= 0 and y >= 0 and w > 0 and h > 0
             assert x + w <= img['width'] and y + h <= img['height']

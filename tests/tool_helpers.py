@@ -17,6 +17,7 @@ def load_tool(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         f'mmregionvit_tool_{name}', ROOT / 'tools' / f'{name}.py')
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
