@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CLASSES = ('circle', 'triangle', 'rectangle')
 KEYPOINT_NAMES = ('top', 'right', 'bottom', 'left')
 SKELETON = [[1, 2], [2, 3], [3, 4], [4, 1]]
@@ -128,8 +128,9 @@ def _render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list
 
     Shapes are drawn in order, later ones over earlier ones. A placement that
     would leave any instance (including itself) with a visible area below
-    ``MIN_VISIBLE_FRAC`` of its full area or below ``MIN_VISIBLE_PX`` is
-    rejected and resampled, so every drawn pixel belongs to an annotated instance.
+    ``MIN_VISIBLE_FRAC`` of its full area or below ``MIN_VISIBLE_PX``, or would
+    cut a hole into one, is rejected and resampled, so every drawn pixel belongs
+    to an annotated instance and every visible mask is exact as polygons.
     """
     img = _background(rng, size)
     owner = np.full((size, size), -1, np.int32)
@@ -148,6 +149,9 @@ def _render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list
         full = np.array([s.full_mask.sum() for s in shapes] + [mask.sum()])
         if np.any((visible < MIN_VISIBLE_FRAC * full) | (visible < MIN_VISIBLE_PX)):
             continue
+        covered = np.unique(owner[mask])
+        if any(_has_hole(candidate == k) for k in covered[covered >= 0]):
+            continue
         colour = _pick_colour(rng, img[mask])
         # gentle linear shading across the object
         yy, xx = np.nonzero(mask)
@@ -162,10 +166,22 @@ def _render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list
 
 
 def _polygons(mask: np.ndarray) -> list[list[float]]:
-    """Flattened external contours (>= 3 points) of a binary mask."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+    """Flattened external contours (>= 3 points) tracing the mask's pixel edges.
+
+    Contours are found on the mask upsampled 2x and mapped back with
+    ``(u + 0.5) / 2``, so they run along pixel borders instead of pixel centres
+    and pycocotools rasterises them back to exactly the same pixels.
+    """
+    up = np.kron(mask.astype(np.uint8), np.ones((2, 2), np.uint8))
+    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [((c.reshape(-1) + 0.5) / 2).tolist() for c in contours if len(c) >= 3]
+
+
+def _has_hole(mask: np.ndarray) -> bool:
+    """Whether a binary mask has a hole (which COCO polygons cannot represent)."""
+    _, hierarchy = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP,
+                                    cv2.CHAIN_APPROX_SIMPLE)
+    return hierarchy is not None and bool((hierarchy[0, :, 3] >= 0).any())
 
 
 def _mask_bbox(mask: np.ndarray) -> list[float]:
