@@ -31,6 +31,10 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 log "installing torch and torchvision"
 "${PIP[@]}" install -q -r "$ROOT/requirements/torch.txt"
 
+# --- the pure-Python stack (mmcv imports mmengine) -----------------------
+log "installing mmengine, mmdet, mmsegmentation, timm and test tools"
+"${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+
 # --- mmcv with its ops ----------------------------------------------------
 key=$("$PY" - <<'PY'
 import sys, torch
@@ -54,7 +58,7 @@ build_mmcv() {
   log "building mmcv $MMCV_VERSION with CPU ops (about 12 minutes on 2 cores; done once per machine and torch build)"
   local tmp
   tmp=$(mktemp -d)
-  # mmcv's setup.py needs an older setuptools; runtime.txt restores it later
+  # mmcv's setup.py needs an older setuptools; runtime.txt's is restored below
   "${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" -r "$ROOT/requirements/build.txt"
   "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary mmcv --no-cache-dir -d "$tmp" "mmcv==$MMCV_VERSION"
   tar -xzf "$tmp/mmcv-$MMCV_VERSION.tar.gz" -C "$tmp"
@@ -67,6 +71,7 @@ build_mmcv() {
   mv "$tmp"/mmcv-*.whl "$WHEEL_DIR"/
   echo "$key" > "$WHEEL_DIR/BUILD_KEY"
   rm -rf "$tmp"
+  "${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" -r "$ROOT/requirements/runtime.txt"
 }
 installed_mmcv=$("$PY" -c "import importlib.metadata as m; print(m.version('mmcv'))" 2>/dev/null || true)
 if [ "$installed_mmcv" = "$MMCV_VERSION" ] && mmcv_ok 2>/dev/null; then
@@ -78,7 +83,6 @@ else
     log "using cached mmcv wheel for $key"
   fi
   "${PIP[@]}" install -q --no-deps --force-reinstall "$WHEEL_DIR"/mmcv-*.whl
-  "${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" addict packaging pyyaml yapf opencv-python 'numpy>=2,<3'
   if ! mmcv_ok; then
     log "cached mmcv wheel does not work with this torch: rebuilding"
     rm -rf "$WHEEL_DIR"
@@ -88,9 +92,6 @@ else
   fi
 fi
 
-# --- the rest of the stack ------------------------------------------------
-log "installing mmengine, mmdet, mmsegmentation, timm and test tools"
-"${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
 # xtcocotools' wheel is built for numpy 1: build it against the installed numpy 2.
 "${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" 'cython>=3'
 "${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" --no-build-isolation --no-binary xtcocotools 'xtcocotools>=1.14'
