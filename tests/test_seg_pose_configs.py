@@ -15,8 +15,13 @@ from mmengine.registry import init_default_scope
 ROOT = Path(__file__).resolve().parents[1]
 SEG_DIR = ROOT / 'configs' / 'segmentation'
 POSE_DIR = ROOT / 'configs' / 'keypoint'
-SEG_CONFIGS = sorted(p.name for p in SEG_DIR.glob('*.py'))
-POSE_CONFIGS = sorted(p.name for p in POSE_DIR.glob('*.py'))
+# the COCO/ADE20K recipes; the demo configs (tests/test_demo_tasks.py) and
+# the demo's keypoint dataset info are not recipes
+SEG_CONFIGS = sorted(p.name for p in SEG_DIR.glob('*.py')
+                     if 'demo_shapes' not in p.name)
+POSE_CONFIGS = sorted(p.name for p in POSE_DIR.glob('*.py')
+                      if 'demo_shapes' not in p.name
+                      and not p.name.endswith('_info.py'))
 
 # A reduced RegionViT for the training steps; its stage channels follow.
 MINI_ARCH = dict(embed_dim=[16, 16, 32, 64, 128], num_heads=[1, 2, 4, 8],
