@@ -20,3 +20,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/demo.py
+
+.PHONY: demo-seg demo-pose
+demo-seg: $(STAMP)
+	$(PY) tools/demo.py --task seg
+
+demo-pose: $(STAMP)
+	$(PY) tools/demo.py --task pose

@@ -17,6 +17,7 @@ import time
 
 import cv2
 import numpy as np
+import torch
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
@@ -29,11 +30,23 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 from make_demo_data import generate  # noqa: E402
 
 DATA = 'data/shapes'  # where the demo configs look
+# metrics: printed name -> key in the metrics of runner.test(); targets in
+# the same units; draw: keyword arguments of the visualizer's add_datasample
 TASKS = {
     'det': dict(config='configs/detection/maskrcnn_regionvit_demo_shapes.py',
                 metrics={'bbox mAP': 'coco/bbox_mAP',
                          'mask mAP': 'coco/segm_mAP'},
-                targets={'bbox mAP': 0.30, 'mask mAP': 0.25}),
+                targets={'bbox mAP': 0.30, 'mask mAP': 0.25},
+                draw=dict(pred_score_thr=0.3)),
+    # mmseg's IoUMetric reports percentages
+    'seg': dict(config='configs/segmentation/upernet_regionvit_demo_shapes.py',
+                metrics={'mIoU (%)': 'mIoU'},
+                targets={'mIoU (%)': 60.0},
+                draw=dict(with_labels=False)),
+    'pose': dict(config='configs/keypoint/td-hm_regionvit_demo_shapes.py',
+                 metrics={'keypoint AP': 'coco/AP'},
+                 targets={'keypoint AP': 0.50},
+                 draw=dict(kpt_thr=0.3, draw_bbox=True)),
 }
 
 
@@ -41,27 +54,57 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--task', choices=sorted(TASKS), default='det')
     parser.add_argument('--work-dir', help='default: work_dirs/demo_<task>')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads (default 1: on small shared '
+                        'VMs two OpenMP threads can be several times slower)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='extra overrides, e.g. a shorter '
                         'train_cfg.max_iters=100')
     return parser.parse_args(argv)
 
 
-def draw_predictions(runner: Runner, cfg, out_file: str, num: int = 8) -> None:
-    """A grid of val images with the model's predictions drawn on them."""
+def _images(dataset, num: int) -> list:
+    """Dataset indices of the first ``num`` images, grouped by image (a
+    top-down keypoint dataset has one item per instance)."""
+    groups = []
+    for idx in range(len(dataset)):
+        path = dataset.get_data_info(idx)['img_path']
+        if groups and groups[-1][0] == path:
+            groups[-1][1].append(idx)
+        elif len(groups) == num:
+            break
+        else:
+            groups.append((path, [idx]))
+    return [indices for _, indices in groups]
+
+
+def draw_predictions(runner: Runner, cfg, out_file: str, num: int = 8,
+                     **draw_kwargs) -> None:
+    """A grid of val images with the model's predictions drawn on them.
+
+    ``draw_kwargs`` go to the visualizer's ``add_datasample`` (e.g.
+    ``pred_score_thr`` for mmdet, ``kpt_thr`` for mmpose).
+    """
     from mmengine.registry import VISUALIZERS
     dataset = runner.test_dataloader.dataset
     visualizer = VISUALIZERS.build(dict(cfg.visualizer, name='demo_vis'))
-    visualizer.dataset_meta = dataset.metainfo
+    if cfg.default_scope == 'mmpose':  # also sets colours and skeleton
+        visualizer.set_dataset_meta(dataset.metainfo)
+    else:
+        visualizer.dataset_meta = dataset.metainfo
     model = runner.model.eval()
     tiles = []
-    for idx in range(min(num, len(dataset))):
-        data = runner.test_dataloader.collate_fn([dataset[idx]])
-        sample = model.test_step(data)[0]
+    for indices in _images(dataset, num):
+        data = runner.test_dataloader.collate_fn([dataset[i] for i in indices])
+        with torch.no_grad():
+            samples = model.test_step(data)
+        if len(samples) > 1:  # the instances of one image
+            from mmpose.structures import merge_data_samples
+            samples = [merge_data_samples(samples)]
+        sample = samples[0]
         image = cv2.imread(sample.img_path)[..., ::-1]
         visualizer.add_datasample('pred', image, data_sample=sample,
-                                  draw_gt=False, show=False,
-                                  pred_score_thr=0.3)
+                                  draw_gt=False, show=False, **draw_kwargs)
         tiles.append(visualizer.get_image())
     h, w = tiles[0].shape[:2]
     tiles = [cv2.resize(t, (w, h)) for t in tiles]
@@ -75,18 +118,21 @@ def draw_predictions(runner: Runner, cfg, out_file: str, num: int = 8) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.chdir(ROOT)
+    torch.set_num_threads(args.threads)
     task = TASKS[args.task]
     start = time.time()
     generate(DATA)
     work_dir = args.work_dir or f'work_dirs/demo_{args.task}'
     cfg = load_config(task['config'], args.cfg_options, work_dir)
-    cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1  # test once, below
+    # test once, below (an iteration-based loop would also validate at its
+    # last iteration whatever the val_interval)
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     check_config(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = runner.test()
     picture = osp.join(runner.log_dir, 'predictions.png')
-    draw_predictions(runner, cfg, picture)
+    draw_predictions(runner, cfg, picture, **task.get('draw', {}))
     minutes = (time.time() - start) / 60
     print('\n' + '=' * 60)
     print(f'demo ({args.task}) finished in {minutes:.1f} min')

@@ -37,8 +37,9 @@ def build_inferencer(cfg, checkpoint: str, device: str):
         from mmseg.apis import MMSegInferencer
         return MMSegInferencer(model=cfg, weights=checkpoint, device=device)
     from mmpose.apis import MMPoseInferencer
+    # the whole image as the instance box: no detector to download
     return MMPoseInferencer(pose2d=cfg, pose2d_weights=checkpoint,
-                            device=device)
+                            det_model='whole_image', device=device)
 
 
 def main(argv=None) -> int:

@@ -60,7 +60,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-max_iters = 800
+max_iters = 1200
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop',
                  max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr=1e-3))

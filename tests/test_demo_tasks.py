@@ -1,0 +1,80 @@
+"""The segmentation and keypoint demos through the shared tools: train.py,
+test.py and infer.py dispatch to mmseg and mmpose (a few iterations on a
+tiny generated shapes set)."""
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mmengine.runner import Runner
+from tool_helpers import ROOT, as_cli, load_tool, tiny_shapes
+
+DEMO_SEG = str(ROOT / 'configs/segmentation/upernet_regionvit_demo_shapes.py')
+DEMO_POSE = str(ROOT / 'configs/keypoint/td-hm_regionvit_demo_shapes.py')
+ITERS = 4
+
+
+def loader_options(data: str, batch_size: int) -> dict:
+    """Every dataloader on ``data``, in this process, small batches."""
+    opts = {}
+    for split in ('train', 'val', 'test'):
+        opts.update({f'{split}_dataloader.dataset.data_root': f'{data}/',
+                     f'{split}_dataloader.num_workers': 0,
+                     f'{split}_dataloader.persistent_workers': False,
+                     f'{split}_dataloader.batch_size': batch_size})
+    return opts
+
+
+def seg_options(data: str) -> dict:
+    """Overrides pointing the demo segmentation config at ``data``."""
+    return dict(loader_options(data, 2), **{'train_cfg.max_iters': ITERS})
+
+
+def pose_options(data: str) -> dict:
+    """Overrides pointing the demo keypoint config at ``data``."""
+    ann = f'{data}/annotations/keypoints_val.json'
+    return dict(loader_options(data, 4),
+                **{'train_cfg.max_iters': ITERS,
+                   'val_evaluator.ann_file': ann,
+                   'test_evaluator.ann_file': ann})
+
+
+# task: (library, config, overrides, a metric of runner.test())
+TASKS = {
+    'seg': ('mmseg', DEMO_SEG, seg_options, 'mIoU'),
+    'pose': ('mmpose', DEMO_POSE, pose_options, 'coco/AP'),
+}
+
+
+@pytest.mark.parametrize('task', sorted(TASKS))
+def test_tools_train_test_and_infer(task, tmp_path, monkeypatch):
+    library, config, options, key = TASKS[task]
+    pytest.importorskip(library)
+    data = tiny_shapes(tmp_path / 'shapes')
+    cli = ['--cfg-options', *as_cli(options(data))]
+    work = tmp_path / 'work'
+    assert load_tool('train').main([config, '--work-dir', str(work),
+                                    *cli]) == 0
+    checkpoint = work / f'iter_{ITERS}.pth'
+    assert checkpoint.is_file()
+
+    # what Runner.test returns inside tools/test.py
+    results = []
+    runner_test = Runner.test
+
+    def spy(runner):
+        results.append(runner_test(runner))
+        return results[-1]
+
+    monkeypatch.setattr(Runner, 'test', spy)
+    assert load_tool('test').main([config, str(checkpoint), '--work-dir',
+                                   str(tmp_path / 'test'), *cli]) == 0
+    (metrics, ) = results
+    assert isinstance(metrics[key], (float, np.floating))
+    assert math.isfinite(metrics[key])
+
+    image = sorted((Path(data) / 'val').glob('*.png'))[0]
+    out = tmp_path / 'out'
+    assert load_tool('infer').main([config, str(checkpoint), str(image),
+                                    '--out-dir', str(out)]) == 0
+    assert (out / 'vis' / image.name).is_file()
