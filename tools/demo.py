@@ -30,8 +30,9 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 from make_demo_data import generate  # noqa: E402
 
 DATA = 'data/shapes'  # where the demo configs look
-# metrics: printed name -> key in the metrics of runner.test(); targets in
-# the same units; draw: keyword arguments of the visualizer's add_datasample
+# metrics: printed name -> key in the metrics of runner.test(); targets (the
+# detection demo's) in the same units, a run below them exits 1; draw:
+# keyword arguments of the visualizer's add_datasample
 TASKS = {
     'det': dict(config='configs/detection/maskrcnn_regionvit_demo_shapes.py',
                 metrics={'bbox mAP': 'coco/bbox_mAP',
@@ -41,11 +42,9 @@ TASKS = {
     # mmseg's IoUMetric reports percentages
     'seg': dict(config='configs/segmentation/upernet_regionvit_demo_shapes.py',
                 metrics={'mIoU (%)': 'mIoU'},
-                targets={'mIoU (%)': 60.0},
                 draw=dict(with_labels=False)),
     'pose': dict(config='configs/keypoint/td-hm_regionvit_demo_shapes.py',
                  metrics={'keypoint AP': 'coco/AP'},
-                 targets={'keypoint AP': 0.50},
                  draw=dict(kpt_thr=0.3, draw_bbox=True)),
 }
 
@@ -139,7 +138,10 @@ def main(argv=None) -> int:
     ok = True
     for name, key in task['metrics'].items():
         value = metrics[key]
-        target = task['targets'][name]
+        target = task.get('targets', {}).get(name)
+        if target is None:
+            print(f'  {name}: {value:.3f}')
+            continue
         ok &= value >= target
         print(f'  {name}: {value:.3f} (target {target:.2f})')
     print(f'  checkpoint:  {osp.join(work_dir, f"iter_{runner.iter}.pth")}')
