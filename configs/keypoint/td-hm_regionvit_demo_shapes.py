@@ -55,6 +55,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/keypoints_val.json')
 test_evaluator = val_evaluator
 
+# 32 instances a batch: 0.57-0.60 AP on val after 500 iterations (batch 16
+# reached only 0.40 after 600)
 max_iters = 500
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop',
                  max_iters=max_iters, val_interval=max_iters)
@@ -70,3 +72,7 @@ default_hooks = dict(
     checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False)
+
+# mmpose 1.3.2's OpenCV drawing of keypoints calls int() on a 1-element
+# array, which NumPy 2 refuses; matplotlib draws the same picture.
+visualizer = dict(backend='matplotlib')

@@ -20,9 +20,9 @@ model = dict(
                   depth=[1, 1, 2, 1], kernel_sizes=[7, 7, 7, 7]),
         drop_path_rate=0.0,
         init_cfg=None),  # no ImageNet weights offline: trained from scratch
-    decode_head=dict(in_channels=[32, 64, 128, 256], channels=64,
+    decode_head=dict(in_channels=[32, 64, 128, 256], channels=32,
                      num_classes=num_classes),
-    auxiliary_head=dict(in_channels=128, channels=32,
+    auxiliary_head=dict(in_channels=128, channels=16,
                         num_classes=num_classes))
 
 train_pipeline = [
@@ -42,7 +42,7 @@ shapes_dataset = dict(type='BaseSegDataset', data_root=data_root,
                       metainfo=metainfo, img_suffix='.png',
                       seg_map_suffix='.png', reduce_zero_label=False)
 train_dataloader = dict(
-    batch_size=8, num_workers=1, persistent_workers=True,
+    batch_size=4, num_workers=1, persistent_workers=True,
     dataset=dict(
         shapes_dataset,
         data_prefix=dict(img_path='train', seg_map_path='ann_dir/train'),
@@ -54,10 +54,11 @@ val_dataloader = dict(
         data_prefix=dict(img_path='val', seg_map_path='ann_dir/val'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
 
-max_iters = 1000
+# Many small steps: in a fixed CPU time the number of updates matters more
+# than the batch. Background and circles are learnt first (about 33 mIoU at
+# 1-3k iterations); telling triangles from rectangles takes far longer.
+max_iters = 2000
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
