@@ -4,6 +4,7 @@ from .version import __version__
 
 allow_mmengine_checkpoints()
 
+from .engine import AmpOptimWrapper  # noqa: E402
 from .models import RegionViT  # noqa: E402
 
-__all__ = ['RegionViT', '__version__']
+__all__ = ['AmpOptimWrapper', 'RegionViT', '__version__']

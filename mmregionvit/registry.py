@@ -5,7 +5,11 @@ configs reach our modules as ``type='mmregionvit.<Name>'`` once
 ``custom_imports=dict(imports=['mmregionvit'])`` is set.
 """
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmregionvit',
                   locations=['mmregionvit.models'])
+OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
+                          scope='mmregionvit',
+                          locations=['mmregionvit.engine'])

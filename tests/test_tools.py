@@ -77,25 +77,31 @@ def test_test_tool_evaluates_and_writes_server_files(trained, tmp_path):
         assert len(dt.getAnnIds()) == len(results)
 
 
-def test_resume_after_kill_restores_state(tmp_path):
+def test_resume_after_kill_restores_state(tmp_path, monkeypatch):
+    """Killed mid-run with --amp, ``--resume`` continues at the saved
+    iteration with the optimizer, LR schedule and loss scaler restored."""
     data = tiny_shapes(tmp_path / 'shapes')
     work = tmp_path / 'work'
-    cmd = [sys.executable, str(ROOT / 'tools/train.py'), DEMO_DET,
-           '--work-dir', str(work), '--cfg-options',
-           *as_cli(data_options(data)),
+    args = [DEMO_DET, '--work-dir', str(work), '--amp']
+    options = ['--cfg-options', *as_cli(data_options(data))]
+    cmd = [sys.executable, str(ROOT / 'tools/train.py'), *args, *options,
            'train_cfg.max_iters=400', 'train_cfg.val_interval=400',
            'default_hooks.checkpoint.interval=2']
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / 'train.log'
+    with open(log, 'w') as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=out,
+                                start_new_session=True)
     try:
         deadline = time.time() + 240
         while not (work / 'iter_4.pth').exists():
-            assert proc.poll() is None, 'training died before iteration 4'
+            assert proc.poll() is None, \
+                'training died before iteration 4:\n' + log.read_text()[-3000:]
             assert time.time() < deadline, 'no checkpoint in 240 s'
             time.sleep(0.5)
         time.sleep(1.0)  # let it run on past the checkpoint
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # interrupted, mid-run
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # interrupted, mid-run
         proc.wait()
     # the newest complete checkpoint (one being written when killed is not
     # yet named in last_checkpoint)
@@ -103,11 +109,12 @@ def test_resume_after_kill_restores_state(tmp_path):
     saved = torch.load(last, weights_only=True)
     saved_iter = saved['meta']['iter']
     assert saved_iter >= 4 and saved_iter % 2 == 0
+    scaler = saved['optimizer']['loss_scaler']
+    # a real scaler that has counted its finite steps, not a fresh one
+    assert scaler['scale'] > 1 and scaler['_growth_tracker'] == saved_iter
 
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
-
-    from mmregionvit.utils.config import load_config
 
     class Capture(Hook):
         """Records the state training continues from, after resuming."""
@@ -118,22 +125,28 @@ def test_resume_after_kill_restores_state(tmp_path):
             self.schedulers = copy.deepcopy(
                 [s.state_dict() for s in runner.param_schedulers])
 
-    options = dict(data_options(data), **{
-        'train_cfg.max_iters': saved_iter + 2,
-        'train_cfg.val_interval': saved_iter + 3})
-    cfg = load_config(DEMO_DET, options, str(work))
-    cfg.resume = True  # as --resume: the latest checkpoint in the work dir
-    runner = Runner.from_cfg(cfg)
+        def after_train(self, runner):
+            self.end_iter = runner.iter
+
     capture = Capture()
-    runner.register_hook(capture)
-    runner.train()
+    train = Runner.train
+
+    def train_with_capture(runner):
+        runner.register_hook(capture)
+        return train(runner)
+
+    monkeypatch.setattr(Runner, 'train', train_with_capture)
+    assert train_tool.main([*args, '--resume', *options,
+                            f'train_cfg.max_iters={saved_iter + 2}',
+                            f'train_cfg.val_interval={saved_iter + 3}']) == 0
     assert capture.iter == saved_iter
     for key, value in saved['optimizer']['state'].items():
         for name, tensor in value.items():
             assert torch.equal(capture.optim['state'][key][name], tensor), name
     assert capture.optim['param_groups'] == saved['optimizer']['param_groups']
+    assert capture.optim['loss_scaler'] == scaler
     assert capture.schedulers == saved['param_schedulers']
-    assert runner.iter == saved_iter + 2
+    assert capture.end_iter == saved_iter + 2
 
 
 def test_preflight_errors_before_any_work(tmp_path, capsys):

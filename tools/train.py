@@ -21,7 +21,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='config file')
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision')
+                        help='automatic mixed precision (float16 on GPUs, bfloat16 on a CPU)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the LR by the real batch size')
     parser.add_argument('--resume', nargs='?', const='auto',
@@ -48,7 +48,8 @@ def main(argv=None) -> int:
         print(f'error: {e}', file=sys.stderr)
         return 2
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        # mmengine's wrapper, extended to train on a CPU (bfloat16)
+        cfg.optim_wrapper.type = 'mmregionvit.AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
