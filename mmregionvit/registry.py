@@ -6,6 +6,7 @@ configs reach our modules as ``type='mmregionvit.<Name>'`` once
 """
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmregionvit',
@@ -13,3 +14,6 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmregionvit',
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
                           scope='mmregionvit',
                           locations=['mmregionvit.engine'])
+VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS,
+                       scope='mmregionvit',
+                       locations=['mmregionvit.visualization'])

@@ -465,3 +465,27 @@ def test_pose_test_format_end_to_end(tmp_path):
         assert res['image_id'] == 7 and res['category_id'] == 1
         assert len(res['keypoints']) == 17 * 3
 
+
+
+def test_pose_visualizer_draws_keypoints_with_opencv():
+    """The keypoint configs' visualizer draws with OpenCV (mmpose 1.3.2's
+    own fails on NumPy >= 2.4)."""
+    pytest.importorskip('mmpose')
+    from mmengine.structures import InstanceData
+    from mmpose.registry import VISUALIZERS
+    from mmpose.structures import PoseDataSample
+    cfg = load_cfg(POSE_DIR, 'td-hm_regionvit_s_coco-256x192.py')
+    vis = VISUALIZERS.build(dict(cfg.visualizer, name='test_pose_vis'))
+    assert type(vis).__module__.startswith('mmregionvit')
+    assert vis.backend == 'opencv'
+    vis.set_dataset_meta(coco_pose_meta())
+    keypoints = np.stack([np.linspace(10, 90, 17),
+                          np.linspace(10, 110, 17)], axis=-1)[None]
+    sample = PoseDataSample(pred_instances=InstanceData(
+        keypoints=keypoints, keypoint_scores=np.ones((1, 17))))
+    image = np.zeros((120, 100, 3), np.uint8)
+    vis.add_datasample('kpts', image, data_sample=sample, draw_gt=False,
+                       show=False, kpt_thr=0.3)
+    drawn = vis.get_image()
+    for x, y in keypoints[0].round().astype(int):
+        assert drawn[y, x].any(), (x, y)

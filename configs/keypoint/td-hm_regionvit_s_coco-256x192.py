@@ -19,7 +19,9 @@ custom_imports = dict(imports=['mmregionvit'], allow_failed_imports=False)
 # --cfg-options model.backbone.init_cfg.checkpoint=/path/to/RegionViT-S.pth
 pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-S.pth'  # noqa: E501
 
-# runtime
+# runtime; mmpose's visualizer with OpenCV keypoint drawing that works
+# under NumPy >= 2.4
+visualizer = dict(type='mmregionvit.PoseLocalVisualizer')
 train_cfg = dict(max_epochs=210, val_interval=10)
 default_hooks = dict(checkpoint=dict(save_best='coco/AP', rule='greater'))
 

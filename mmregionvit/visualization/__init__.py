@@ -1,0 +1,6 @@
+try:  # needs mmpose
+    from .pose_visualizer import PoseLocalVisualizer
+except ImportError:
+    PoseLocalVisualizer = None
+
+__all__ = ['PoseLocalVisualizer']
