@@ -14,11 +14,12 @@ import os
 import os.path as osp
 import sys
 import time
+from typing import Optional
 
 import cv2
 import numpy as np
 import torch
-from mmengine.config import DictAction
+from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401
@@ -53,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--task', choices=sorted(TASKS), default='det')
     parser.add_argument('--work-dir', help='default: work_dirs/demo_<task>')
+    parser.add_argument('--data-root', default=DATA,
+                        help=f'where the generated data lives (default {DATA};'
+                        ' generated there if missing)')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads (default 1: on small shared '
                         'VMs two OpenMP threads can be several times slower)')
@@ -114,39 +118,74 @@ def draw_predictions(runner: Runner, cfg, out_file: str, num: int = 8,
     cv2.imwrite(out_file, np.concatenate(rows, axis=0)[..., ::-1])
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    os.chdir(ROOT)
-    torch.set_num_threads(args.threads)
-    task = TASKS[args.task]
-    start = time.time()
-    generate(DATA)
-    work_dir = args.work_dir or f'work_dirs/demo_{args.task}'
-    cfg = load_config(task['config'], args.cfg_options, work_dir)
+def _relocate(value, old: str, new: str):
+    """``value`` (a config tree) with every path under ``old`` moved under
+    ``new``."""
+    if isinstance(value, dict):
+        return {k: _relocate(v, old, new) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_relocate(v, old, new) for v in value)
+    if isinstance(value, str) and value.startswith(old):
+        return new + value[len(old):]
+    return value
+
+
+def run(task_name: str = 'det', work_dir: Optional[str] = None,
+        data_root: str = DATA, cfg_options: Optional[dict] = None) -> dict:
+    """Generate the data if needed, train, test and draw.
+
+    Returns the test metrics, the training losses (one per iteration), and
+    where the checkpoint, logs and picture were written.
+    """
+    task = TASKS[task_name]
+    generate(data_root)
+    work_dir = work_dir or f'work_dirs/demo_{task_name}'
+    cfg = load_config(osp.join(ROOT, task['config']), cfg_options, work_dir)
+    if osp.normpath(data_root) != DATA:
+        cfg = Config(_relocate(cfg.to_dict(), DATA + '/',
+                               osp.join(data_root, '')),
+                     filename=cfg.filename)
     # test once, below (an iteration-based loop would also validate at its
     # last iteration whatever the val_interval)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     check_config(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    losses, _ = runner.message_hub.get_scalar('train/loss').data
     metrics = runner.test()
     picture = osp.join(runner.log_dir, 'predictions.png')
     draw_predictions(runner, cfg, picture, **task.get('draw', {}))
+    return dict(metrics=metrics, losses=losses, log_dir=runner.log_dir,
+                picture=picture,
+                checkpoint=osp.join(work_dir, f'iter_{runner.iter}.pth'))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.chdir(ROOT)
+    torch.set_num_threads(args.threads)
+    task = TASKS[args.task]
+    start = time.time()
+    out = run(args.task, args.work_dir, args.data_root, args.cfg_options)
     minutes = (time.time() - start) / 60
+    losses = out['losses']
+    n = max(1, min(25, len(losses) // 4))
     print('\n' + '=' * 60)
     print(f'demo ({args.task}) finished in {minutes:.1f} min')
+    print(f'  training loss: {losses[:n].mean():.3f} (first {n} iterations)'
+          f' -> {losses[-n:].mean():.3f} (last {n})')
     ok = True
     for name, key in task['metrics'].items():
-        value = metrics[key]
+        value = out['metrics'][key]
         target = task.get('targets', {}).get(name)
         if target is None:
             print(f'  {name}: {value:.3f}')
             continue
         ok &= value >= target
         print(f'  {name}: {value:.3f} (target {target:.2f})')
-    print(f'  checkpoint:  {osp.join(work_dir, f"iter_{runner.iter}.pth")}')
-    print(f'  logs:        {runner.log_dir}')
-    print(f'  predictions: {picture}')
+    print(f'  checkpoint:  {out["checkpoint"]}')
+    print(f'  logs:        {out["log_dir"]}')
+    print(f'  predictions: {out["picture"]}')
     print('=' * 60)
     return 0 if ok else 1
 

@@ -24,11 +24,11 @@ model = dict(
         bbox_head=dict(in_channels=64, fc_out_channels=256,
                        num_classes=num_classes),
         mask_roi_extractor=dict(out_channels=64),
-        mask_head=dict(in_channels=64, conv_out_channels=64,
+        mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64,
                        num_classes=num_classes)),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=500, max_per_img=200),
-        rcnn=dict(sampler=dict(num=128))),
+        rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(rpn=dict(nms_pre=300, max_per_img=100)))
 
 train_pipeline = [
@@ -60,7 +60,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-max_iters = 1200
+max_iters = 1100
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop',
                  max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
@@ -75,3 +75,4 @@ default_hooks = dict(
     checkpoint=dict(by_epoch=False, interval=500, max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False)
+randomness = dict(seed=0)  # the same run, and figures, every time
