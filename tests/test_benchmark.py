@@ -184,3 +184,23 @@ def test_model_mode_compare(tmp_path):
     assert compare['latency_ratio_b_over_a'] > 0
     assert len(compare['ms_per_gmac']) == 2
     assert compare['ms_per_gmac_ratio_b_over_a'] > 0
+
+
+@pytest.mark.parametrize('config, size, library', [
+    ('segmentation/upernet_regionvit_t_ade20k.py', ('64', '64'), 'mmseg'),
+    ('keypoint/td-hm_regionvit_t_coco-256x192.py', ('64', '64'), 'mmpose')])
+@pytest.mark.parametrize('task', ['inference', 'train'])
+def test_model_mode_segmentation_and_keypoints(config, size, library, task,
+                                               tmp_path):
+    pytest.importorskip(library)
+    out = tmp_path / 'report.json'
+    benchmark.main(['model', str(ROOT / 'configs' / config), '--task', task,
+                    '--input-size', *size, '--batch', '2', '--repeat', '1',
+                    '--json', str(out), *FAST, '--cfg-options',
+                    'model.backbone.init_cfg=None'])
+    [work] = json.loads(out.read_text())['workloads']
+    check_workload(work, repeat=1)
+    assert 'detections_per_image' not in work
+    assert any(library == 'mmseg' and 'logits' in n
+               or library == 'mmpose' and 'one forward' in n
+               for n in work['notes'])

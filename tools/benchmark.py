@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Latency, throughput, memory and FLOP efficiency of backbones and detectors.
+"""Latency, throughput, memory and FLOP efficiency of backbones and models.
 
 Examples::
 
@@ -11,6 +11,10 @@ Examples::
     python tools/benchmark.py model --compare \
         configs/detection/maskrcnn_regionvit_s_coco.py \
         mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py
+    python tools/benchmark.py model \
+        configs/segmentation/upernet_regionvit_s_ade20k.py --input-size 512 512
+    python tools/benchmark.py model \
+        configs/keypoint/td-hm_regionvit_s_coco-256x192.py --input-size 256 192
 
 Units: a MAC is one multiply-add, which OpenMMLab and fvcore tables call one
 "FLOP". Rates (the model's achieved rate and the GEMM rate) count 2 FLOPs per
@@ -237,14 +241,94 @@ def synthetic_det_batch(batch: int, h: int, w: int, device: torch.device,
     return dict(inputs=inputs, data_samples=samples)
 
 
-def detector_workload(path: Path, args: argparse.Namespace,
-                      device: torch.device) -> Workload:
-    """An mmdet detector's test step, or train step with its optimizer."""
-    from mmdet.models.detectors import BaseDetector
-    from mmdet.registry import MODELS
+def synthetic_seg_batch(batch: int, h: int, w: int, device: torch.device,
+                        with_gt: bool, num_classes: int) -> dict:
+    """Random uint8 images and (with ``with_gt``) random label maps."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    gen = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
+                                    generator=gen).to(device))
+        sample = SegDataSample(metainfo=dict(
+            img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
+        if with_gt:
+            sample.gt_sem_seg = PixelData(data=torch.randint(
+                0, num_classes, (1, h, w), generator=gen).to(device))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def synthetic_pose_batch(batch: int, h: int, w: int, device: torch.device,
+                         with_gt: bool, num_keypoints: int,
+                         heatmap_size: Tuple[int, int]) -> dict:
+    """Random uint8 top-down crops, each the whole of one instance box; with
+    ``with_gt``, random target heatmaps of ``heatmap_size`` (w, h)."""
+    from mmengine.structures import InstanceData, PixelData
+    from mmpose.structures import PoseDataSample
+
+    gen = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
+                                    generator=gen).to(device))
+        sample = PoseDataSample(metainfo=dict(
+            img_shape=(h, w), ori_shape=(h, w), input_size=(w, h),
+            input_center=np.array([w / 2, h / 2], np.float32),
+            input_scale=np.array([w, h], np.float32),
+            flip_indices=list(range(num_keypoints))))
+        sample.gt_instances = InstanceData(
+            bboxes=np.array([[0, 0, w, h]], np.float32),
+            bbox_scores=np.ones(1, np.float32))
+        if with_gt:
+            hw, hh = heatmap_size
+            sample.gt_fields = PixelData(heatmaps=torch.rand(
+                num_keypoints, hh, hw, generator=gen).to(device))
+            sample.gt_instance_labels = InstanceData(
+                keypoint_weights=torch.ones(1, num_keypoints, device=device))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def _synthetic_batch(cfg: Config, args: argparse.Namespace,
+                     device: torch.device) -> Tuple[dict, str]:
+    """The batch for the config's library, and what its step produces."""
+    h, w = args.input_size
+    train = args.task == 'train'
+    scope = cfg.get('default_scope', 'mmdet')
+    if scope == 'mmdet':
+        return synthetic_det_batch(args.batch, h, w, device, train), \
+            'RoI heads on all RPN proposals, mask head on the first 100'
+    if scope == 'mmseg':
+        # training pads to the preprocessor's crop size: pad to the input
+        # size instead, so that train and FLOP counts use the same size
+        if cfg.model.data_preprocessor.get('size'):
+            cfg.model.data_preprocessor.size = (h, w)
+        num_classes = cfg.model.decode_head.num_classes
+        return synthetic_seg_batch(args.batch, h, w, device, train,
+                                   num_classes), \
+            f'{num_classes}-class logits'
+    if scope == 'mmpose':
+        head = cfg.model.head
+        # the codec's heatmap stride, at this input size
+        (cw, ch), (hw, hh) = head.decoder.input_size, head.decoder.heatmap_size
+        heatmap_size = (w * hw // cw, h * hh // ch)
+        return synthetic_pose_batch(args.batch, h, w, device, train,
+                                    head.out_channels, heatmap_size), \
+            'one forward (flip test not counted)'
+    raise ValueError(f'model mode supports mmdet, mmseg and mmpose configs, '
+                     f'got default_scope={scope!r}')
+
+
+def model_workload(path: Path, args: argparse.Namespace,
+                   device: torch.device) -> Workload:
+    """An mmdet, mmseg or mmpose model's test step, or train step with its
+    optimizer, on synthetic data."""
     from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import MODELS, init_default_scope
 
     cfg = Config.fromfile(str(path))
     if args.cfg_options:
@@ -252,14 +336,9 @@ def detector_workload(path: Path, args: argparse.Namespace,
     if args.with_cp:
         cfg.model.backbone.with_cp = True
     init_default_scope(cfg.get('default_scope', 'mmdet'))
+    data, counted = _synthetic_batch(cfg, args, device)
     model = MODELS.build(cfg.model)
-    if not isinstance(model, BaseDetector):
-        raise TypeError(f'{path}: model mode supports mmdet detectors, got '
-                        f'{type(model).__name__}')
     model.to(device)
-    h, w = args.input_size
-    train = args.task == 'train'
-    data = synthetic_det_batch(args.batch, h, w, device, with_gt=train)
     model.eval()
     with torch.no_grad():
         packed = model.data_preprocessor(data, False)
@@ -267,18 +346,19 @@ def detector_workload(path: Path, args: argparse.Namespace,
                                  (packed['inputs'], ))
     notes = ['random weights (init_weights not called); synthetic uint8 '
              'images already on the device, data preprocessor timed',
-             "GMACs of mode='tensor' (mmdet get_flops convention): RoI "
-             'heads on all RPN proposals, mask head on the first 100']
+             f"GMACs of mode='tensor' (OpenMMLab get_flops convention): "
+             f'{counted}']
     extra: Dict[str, Any] = {}
+    detector = cfg.get('default_scope', 'mmdet') == 'mmdet'
     amp = _step_context(args, device)
-    if train:
+    if args.task == 'train':
         # quiet the per-parameter paramwise_cfg log lines
         MMLogger.get_current_instance().setLevel(logging.WARNING)
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
         model.train()
         notes.append('train step: preprocessor, loss, backward and '
                      f'{type(optim_wrapper.optimizer).__name__} step from '
-                     'the config; 5 random gt boxes+masks per image')
+                     'the config; random targets')
 
         def step() -> None:
             with optim_wrapper.optim_context(model), amp():
@@ -290,8 +370,9 @@ def detector_workload(path: Path, args: argparse.Namespace,
         def step() -> None:
             with torch.no_grad(), amp():
                 results = model.test_step(data)
-            extra['detections_per_image'] = sum(
-                len(r.pred_instances) for r in results) / len(results)
+            if detector:
+                extra['detections_per_image'] = sum(
+                    len(r.pred_instances) for r in results) / len(results)
     if args.compile:
         model.backbone = torch.compile(model.backbone)
         notes.append('torch.compile applied to the backbone only')
@@ -373,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     backbone.add_argument('--arch', choices=sorted(ARCH_SETTINGS),
                           default='small')
     model = modes.add_parser('model', parents=[common],
-                             help='an mmdet detector from a config')
+                             help='an mmdet, mmseg or mmpose model from a '
+                             'config')
     model.add_argument('config', nargs='?',
                        help='config path or package::path, e.g. '
                        'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')
@@ -568,7 +650,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if args.mode == 'backbone':
         workloads = [backbone_workload(args, device)]
     else:
-        workloads = [detector_workload(p, args, device) for p in configs]
+        workloads = [model_workload(p, args, device) for p in configs]
     timings = time_workloads(workloads, args.warmup, args.repeat, device)
     gemm = {}
     for k, d in gemm_dtypes.items():
