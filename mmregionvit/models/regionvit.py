@@ -23,6 +23,7 @@ from timm.layers import DropPath
 from torch import Tensor
 
 from ..registry import MODELS
+from .attention import window_attention
 
 # Official variants, with the official constructor's argument names.
 ARCH_SETTINGS: Dict[str, dict] = {
@@ -267,12 +268,13 @@ class R2LAttention(nn.Module):
         return F.pad(bias, (1, 0, 1, 0))[None]
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
-        """Attend over the second-last dim of ``x`` (``(M, N, C)``)."""
+        """Attend over the second-last dim of ``x`` (``(M, N, C)``); an
+        ``attn_mask`` of ``G`` windows repeats every ``G`` windows."""
         m, n, c = x.shape
         h = self.num_heads
         q, k, v = linear(x, self.qkv).view(m, n, 3, h, c // h).permute(
             2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        x = window_attention(q, k, v, attn_mask)
         return linear(x.transpose(1, 2).reshape(m, n, c), self.proj)
 
 
@@ -312,16 +314,18 @@ class R2LBlock(nn.Module):
         x = torch.cat([regional.unsqueeze(2), x[:, :, 1:]], dim=2)
         x = x.view(b * nw, length, c)
 
-        # Bias and padding mask as one additive mask.
+        # Bias and padding mask as one additive mask, (1 or nW, h, L, L),
+        # the same for every image.
         mask = self.attn.local_bias().to(x.dtype)
         if pad_keep is not None:
             mask = mask.masked_fill(~pad_keep[:, None],
                                     torch.finfo(x.dtype).min)
-            mask = mask.expand(b, -1, -1, -1, -1).flatten(0, 1)
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return self._local(x, mask).view(b, nw, length, c)
         # Inference: windows are independent from here on, so run them in
         # chunks whose activations stay in cache (same results).
+        if pad_keep is not None:
+            mask = mask.expand(b, -1, -1, -1, -1).flatten(0, 1)
         out = torch.empty_like(x)
         step = max(1, _CHUNK_TOKENS // length)
         for i in range(0, b * nw, step):
