@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..registry import MODELS
 from .attention import window_attention
+from .norm_mlp import norm_mlp
 
 # Official variants, with the official constructor's argument names.
 ARCH_SETTINGS: Dict[str, dict] = {
@@ -336,7 +337,7 @@ class R2LBlock(nn.Module):
     def _local(self, x: Tensor, mask: Tensor) -> Tensor:
         """Local attention and MLP of windows ``x`` (``(M, L, C)``)."""
         x = x + self.drop_path(self.attn(self.local_norm(x), mask))
-        return x + self.drop_path(self.mlp(self.mlp_norm(x)))
+        return x + self.drop_path(norm_mlp(x, self.mlp_norm, self.mlp))
 
 
 class WindowLayout:
