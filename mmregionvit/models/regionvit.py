@@ -452,7 +452,7 @@ class RegionViT(BaseModule):
             quirk: the normed map also feeds the next stage.
         frozen_stages: -1 freezes nothing, 0 the embeddings, ``k`` the
             embeddings and the first ``k`` stages (kept in eval mode).
-        with_cp: Gradient checkpointing of each block.
+        with_cp: Gradient checkpointing of the stem and of each block.
         init_cfg: ``dict(type='Pretrained', checkpoint=...)`` loads an
             official classification or detectron2 checkpoint, a plain state
             dict or an mmengine checkpoint (see ``load_pretrained``).
@@ -480,6 +480,7 @@ class RegionViT(BaseModule):
         self.in_channels = in_channels
         self.frozen_stages = frozen_stages
         self.det_norm = det_norm
+        self.with_cp = with_cp
         dims = a['embed_dim']
         self.num_features = [dims[i + 1] for i in range(num_stages)]
 
@@ -506,7 +507,12 @@ class RegionViT(BaseModule):
             raise ValueError(f'RegionViT was built for {self.in_channels} '
                              f'input channels, got {x.shape[1]} (shape '
                              f'{tuple(x.shape)}); set in_channels.')
-        local = self.patch_embed(x)
+        if self.with_cp and torch.is_grad_enabled() and any(
+                p.requires_grad for p in self.patch_embed.parameters()):
+            # the stem's high-resolution maps are recomputed too
+            local = cp.checkpoint(self.patch_embed, x, use_reentrant=False)
+        else:
+            local = self.patch_embed(x)
         regional = self.regional_embed(x)
         outs = []
         for i, stage in enumerate(self.stages):
