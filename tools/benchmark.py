@@ -205,6 +205,12 @@ def resolve_config(spec: str) -> Path:
     return path
 
 
+def _random_images(batch: int, h: int, w: int, device: torch.device,
+                   gen: torch.Generator) -> List[torch.Tensor]:
+    return [torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
+                          generator=gen).to(device) for _ in range(batch)]
+
+
 def synthetic_det_batch(batch: int, h: int, w: int, device: torch.device,
                         with_gt: bool, num_gt: int = 5) -> dict:
     """Random uint8 images on ``device`` with test-pipeline metainfo.
@@ -219,10 +225,8 @@ def synthetic_det_batch(batch: int, h: int, w: int, device: torch.device,
 
     gen = torch.Generator().manual_seed(0)
     scale = torch.tensor([w, h], dtype=torch.float32)
-    inputs, samples = [], []
+    inputs, samples = _random_images(batch, h, w, device, gen), []
     for _ in range(batch):
-        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
-                                    generator=gen).to(device))
         sample = DetDataSample(metainfo=dict(
             img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
         if with_gt:
@@ -248,10 +252,8 @@ def synthetic_seg_batch(batch: int, h: int, w: int, device: torch.device,
     from mmseg.structures import SegDataSample
 
     gen = torch.Generator().manual_seed(0)
-    inputs, samples = [], []
+    inputs, samples = _random_images(batch, h, w, device, gen), []
     for _ in range(batch):
-        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
-                                    generator=gen).to(device))
         sample = SegDataSample(metainfo=dict(
             img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
         if with_gt:
@@ -270,10 +272,8 @@ def synthetic_pose_batch(batch: int, h: int, w: int, device: torch.device,
     from mmpose.structures import PoseDataSample
 
     gen = torch.Generator().manual_seed(0)
-    inputs, samples = [], []
+    inputs, samples = _random_images(batch, h, w, device, gen), []
     for _ in range(batch):
-        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
-                                    generator=gen).to(device))
         sample = PoseDataSample(metainfo=dict(
             img_shape=(h, w), ori_shape=(h, w), input_size=(w, h),
             input_center=np.array([w / 2, h / 2], np.float32),
