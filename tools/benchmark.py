@@ -292,20 +292,15 @@ def synthetic_pose_batch(batch: int, h: int, w: int, device: torch.device,
     return dict(inputs=inputs, data_samples=samples)
 
 
-def _synthetic_batch(cfg: Config, args: argparse.Namespace,
+def _synthetic_batch(cfg: Config, scope: str, args: argparse.Namespace,
                      device: torch.device) -> Tuple[dict, str]:
     """The batch for the config's library, and what its step produces."""
     h, w = args.input_size
     train = args.task == 'train'
-    scope = cfg.get('default_scope', 'mmdet')
     if scope == 'mmdet':
         return synthetic_det_batch(args.batch, h, w, device, train), \
             'RoI heads on all RPN proposals, mask head on the first 100'
     if scope == 'mmseg':
-        # training pads to the preprocessor's crop size: pad to the input
-        # size instead, so that train and FLOP counts use the same size
-        if cfg.model.data_preprocessor.get('size'):
-            cfg.model.data_preprocessor.size = (h, w)
         num_classes = cfg.model.decode_head.num_classes
         return synthetic_seg_batch(args.batch, h, w, device, train,
                                    num_classes), \
@@ -335,8 +330,13 @@ def model_workload(path: Path, args: argparse.Namespace,
         cfg.merge_from_dict(args.cfg_options)
     if args.with_cp:
         cfg.model.backbone.with_cp = True
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    data, counted = _synthetic_batch(cfg, args, device)
+    scope = cfg.get('default_scope', 'mmdet')
+    if scope == 'mmseg' and cfg.model.data_preprocessor.get('size'):
+        # training pads to the preprocessor's crop size: pad to the input
+        # size instead, so that train and FLOP counts use the same size
+        cfg.model.data_preprocessor.size = tuple(args.input_size)
+    init_default_scope(scope)
+    data, counted = _synthetic_batch(cfg, scope, args, device)
     model = MODELS.build(cfg.model)
     model.to(device)
     model.eval()
@@ -349,7 +349,6 @@ def model_workload(path: Path, args: argparse.Namespace,
              f"GMACs of mode='tensor' (OpenMMLab get_flops convention): "
              f'{counted}']
     extra: Dict[str, Any] = {}
-    detector = cfg.get('default_scope', 'mmdet') == 'mmdet'
     amp = _step_context(args, device)
     if args.task == 'train':
         # quiet the per-parameter paramwise_cfg log lines
@@ -370,7 +369,7 @@ def model_workload(path: Path, args: argparse.Namespace,
         def step() -> None:
             with torch.no_grad(), amp():
                 results = model.test_step(data)
-            if detector:
+            if scope == 'mmdet':
                 extra['detections_per_image'] = sum(
                     len(r.pred_instances) for r in results) / len(results)
     if args.compile:

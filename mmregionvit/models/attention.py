@@ -48,7 +48,8 @@ class _BiasedAttention(torch.autograd.Function):
         q, k, v, mask, out, lse = ctx.saved_tensors
         m, h, length, d = q.shape
         scale = d**-0.5
-        group = m if mask.shape[0] == 1 else mask.shape[0]
+        shared = mask.shape[0] == 1  # one mask for every window
+        group = m if shared else mask.shape[0]
         step = max(1, _BACKWARD_CHUNK // (h * length * length))
         dq, dk, dv = (torch.empty(m, h, length, d, dtype=q.dtype,
                                   device=q.device) for _ in range(3))
@@ -57,8 +58,7 @@ class _BiasedAttention(torch.autograd.Function):
         for start in range(0, m, group):
             for i in range(start, start + group, step):
                 j = min(i + step, start + group)
-                mk = mask if mask.shape[0] == 1 else \
-                    mask[i - start:j - start]
+                mk = mask if shared else mask[i - start:j - start]
                 qi, ki, vi, doi = q[i:j], k[i:j], v[i:j], dout[i:j]
                 p = torch.exp(torch.matmul(qi, ki.transpose(-2, -1)) * scale
                               + mk - lse[i:j, ..., None])
@@ -67,7 +67,7 @@ class _BiasedAttention(torch.autograd.Function):
                           - delta[i:j])
                 dq[i:j] = torch.matmul(ds, ki) * scale
                 dk[i:j] = torch.matmul(ds.transpose(-2, -1), qi) * scale
-                if mask.shape[0] == 1:
+                if shared:
                     dmask += ds.sum(0, keepdim=True)
                 else:
                     dmask[i - start:j - start] += ds
