@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..registry import MODELS
 from .attention import window_attention
-from .norm_mlp import norm_mlp
+from .fused_ops import linear, norm_gelu_conv, norm_linear, norm_mlp
 
 # Official variants, with the official constructor's argument names.
 ARCH_SETTINGS: Dict[str, dict] = {
@@ -127,7 +127,11 @@ class PatchEmbed(nn.Module):
                              "'3conv', '1conv' or 'linear'.")
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(x)
+        if not isinstance(self.proj, nn.Sequential):
+            return self.proj(x)
+        conv1, norm1, _, conv2, norm2, _, conv3 = self.proj
+        return norm_gelu_conv(norm_gelu_conv(conv1(x), norm1, conv2), norm2,
+                              conv3)
 
 
 class RegionalEmbed(nn.Conv2d):
@@ -173,31 +177,14 @@ class Downsample(nn.Sequential):
             nn.Conv2d(in_channels, out_channels, k, s, k // 2,
                       groups=in_channels))
 
+    def forward(self, x: Tensor) -> Tensor:
+        if len(self) == 1:
+            return self[0](x)
+        return norm_gelu_conv(x, self[0], self[2])
+
 
 # Tokens per chunk when inference runs a block's windows chunk by chunk.
 _CHUNK_TOKENS = 4096
-# oneDNN's linear with the bias (and GELU) fused into the GEMM: the eager
-# path otherwise writes each output twice (bias broadcast, then GEMM) and
-# makes a third pass for GELU. It has no autograd formula, so it serves
-# fp32 CPU inference only; torch.compile does its own fusion, and tracers
-# (FLOP counting) see the plain ops.
-_FUSED_LINEAR = getattr(torch.ops.mkldnn, '_linear_pointwise', None) \
-    if torch.backends.mkldnn.is_available() else None
-
-
-def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
-    """``layer(x)``, followed by exact GELU if ``gelu``."""
-    if (_FUSED_LINEAR is not None and x.device.type == 'cpu'
-            and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled('cpu')
-            and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing()):
-        out = _FUSED_LINEAR(x.reshape(-1, x.shape[-1]), layer.weight,
-                            layer.bias, 'gelu' if gelu else 'none', [],
-                            'none' if gelu else '')
-        return out.view(*x.shape[:-1], -1)
-    x = F.linear(x, layer.weight, layer.bias)
-    return F.gelu(x) if gelu else x
 
 
 def _rel_pos_index(ws: int) -> Tensor:
@@ -268,13 +255,14 @@ class R2LAttention(nn.Module):
         bias = self.rel_pos[:, self.rel_pos_index]
         return F.pad(bias, (1, 0, 1, 0))[None]
 
-    def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
-        """Attend over the second-last dim of ``x`` (``(M, N, C)``); an
+    def forward(self, x: Tensor, norm: nn.LayerNorm,
+                attn_mask: Optional[Tensor] = None) -> Tensor:
+        """Attend over the second-last dim of ``norm(x)`` (``(M, N, C)``); an
         ``attn_mask`` of ``G`` windows repeats every ``G`` windows."""
         m, n, c = x.shape
         h = self.num_heads
-        q, k, v = linear(x, self.qkv).view(m, n, 3, h, c // h).permute(
-            2, 0, 3, 1, 4)
+        qkv = norm_linear(x, norm, self.qkv).view(m, n, 3, h, c // h)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
         x = window_attention(q, k, v, attn_mask)
         return linear(x.transpose(1, 2).reshape(m, n, c), self.proj)
 
@@ -309,9 +297,10 @@ class R2LBlock(nn.Module):
 
     def forward(self, x: Tensor, pad_keep: Optional[Tensor]) -> Tensor:
         b, nw, length, c = x.shape
-        regional = x[:, :, 0]
+        # a copy: a view kept for backward would keep all of x alive
+        regional = x[:, :, 0].contiguous()
         regional = regional + self.drop_path(
-            self.attn(self.regional_norm(regional)))
+            self.attn(regional, self.regional_norm))
         x = torch.cat([regional.unsqueeze(2), x[:, :, 1:]], dim=2)
         x = x.view(b * nw, length, c)
 
@@ -336,7 +325,7 @@ class R2LBlock(nn.Module):
 
     def _local(self, x: Tensor, mask: Tensor) -> Tensor:
         """Local attention and MLP of windows ``x`` (``(M, L, C)``)."""
-        x = x + self.drop_path(self.attn(self.local_norm(x), mask))
+        x = x + self.drop_path(self.attn(x, self.local_norm, mask))
         return x + self.drop_path(norm_mlp(x, self.mlp_norm, self.mlp))
 
 

@@ -1,0 +1,140 @@
+"""Norm-led ops with recomputation: same values and gradients as autograd
+through the plain modules, and less kept for backward."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmregionvit.models import RegionViT, fused_ops
+from mmregionvit.models.fused_ops import norm_gelu_conv, norm_linear, norm_mlp
+from mmregionvit.models.regionvit import LayerNorm2d, Mlp
+
+
+def _norm(cls, c):
+    norm = cls(c, eps=1e-6)
+    nn.init.normal_(norm.weight, 1.0, 0.2)
+    nn.init.normal_(norm.bias, 0.0, 0.2)
+    return norm
+
+
+def saved_bytes(fn):
+    """Bytes of the distinct storages autograd keeps for backward."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = \
+            t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+def _norm_linear():
+    norm, layer = _norm(nn.LayerNorm, 16), nn.Linear(16, 48)
+    return (lambda x: norm_linear(x, norm, layer),
+            lambda x: layer(norm(x)), [*norm.parameters(),
+                                       *layer.parameters()], (3, 5, 16))
+
+
+def _norm_mlp():
+    norm, mlp = _norm(nn.LayerNorm, 16), Mlp(16, 64)
+    return (lambda x: norm_mlp(x, norm, mlp),
+            lambda x: mlp.fc2(F.gelu(mlp.fc1(norm(x)))),
+            [*norm.parameters(), *mlp.parameters()], (3, 5, 16))
+
+
+def _norm_gelu_conv(groups=1, stride=2):
+    norm = _norm(LayerNorm2d, 8)
+    conv = nn.Conv2d(8, 16, 3, stride, 1, groups=groups)
+    return (lambda x: norm_gelu_conv(x, norm, conv),
+            lambda x: conv(F.gelu(norm(x))), [*norm.parameters(),
+                                              *conv.parameters()],
+            (2, 8, 9, 11))
+
+
+CASES = dict(norm_linear=_norm_linear, norm_mlp=_norm_mlp,
+             norm_gelu_conv=_norm_gelu_conv,
+             norm_gelu_conv_grouped=lambda: _norm_gelu_conv(8, 1))
+
+
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_matches_autograd(case):
+    fused, plain, params, shape = CASES[case]()
+    x = torch.randn(*shape, requires_grad=True)
+    out = fused(x)
+    dy = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, *params], dy)
+    with torch.no_grad():  # the inference path
+        torch.testing.assert_close(fused(x), out)
+    reference = plain(x)
+    torch.testing.assert_close(out, reference)
+    for g, r in zip(grads, torch.autograd.grad(reference, [x, *params], dy)):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('case, kept, plain_kept', [
+    ('norm_linear', 1, 2),  # input | input, norm output
+    ('norm_mlp', 5, 10),  # input, fc1 output | + norm and GELU outputs
+    ('norm_gelu_conv', 1, 3),  # input | input, norm and GELU outputs
+])
+def test_keeps_less_for_backward(case, kept, plain_kept):
+    fused, plain, params, shape = CASES[case]()
+    x = torch.randn(64, *shape[1:], requires_grad=True)
+    weights = sum(p.numel() * p.element_size() for p in params)
+    activation = x.numel() * x.element_size()
+    ours = saved_bytes(lambda: fused(x)) - weights
+    theirs = saved_bytes(lambda: plain(x)) - weights
+    # the norm's statistics add 2 values per token
+    assert kept * activation <= ours < (kept + 0.5) * activation
+    assert plain_kept * activation <= theirs < (plain_kept + 0.5) * activation
+
+
+def test_conv_it_cannot_recompute_is_refused():
+    with pytest.raises(ValueError, match='bias'):
+        norm_gelu_conv(torch.randn(1, 8, 4, 4), LayerNorm2d(8),
+                       nn.Conv2d(8, 8, 3, padding=1, bias=False))
+
+
+def test_backbone_gradients_equal_plain_autograd(monkeypatch):
+    """The whole backbone (3conv stem, strided downsampling, padded windows)
+    trains to the gradients of the plain modules, and keeps less."""
+    arch = dict(embed_dim=[16, 16, 32, 64, 128], num_heads=[1, 2, 4, 8],
+                depth=[1, 1, 1, 1], kernel_sizes=[7] * 4)
+    model = RegionViT(arch=arch)
+    x = torch.randn(2, 3, 100, 150, requires_grad=True)
+
+    def run():
+        model.zero_grad()
+        x.grad = None
+        kept = saved_bytes(lambda: setattr(run, 'outs', model(x)))
+        sum(o.square().mean() for o in run.outs).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        return kept, grads, x.grad.clone()
+
+    kept, grads, dx = run()
+    monkeypatch.setattr(fused_ops, '_recomputes', lambda x: False)
+    plain_kept, reference, plain_dx = run()
+    assert kept < 0.8 * plain_kept
+    torch.testing.assert_close(dx, plain_dx, rtol=1e-4, atol=1e-6)
+    for name, g in grads.items():
+        torch.testing.assert_close(g, reference[name], rtol=1e-4, atol=1e-5,
+                                   msg=name)
+
+
+def test_block_keeps_no_view_of_its_input():
+    """The regional tokens are copied before their norm, so that backward
+    does not keep the whole block input alive through a view."""
+    from mmregionvit.models.regionvit import R2LBlock
+    block = R2LBlock(16, 2, 7, 4.0, 0.0)
+    x = torch.randn(2, 4, 50, 16, requires_grad=True)
+    storages = set()
+
+    def pack(t):
+        storages.add(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        block(x, None)
+    assert storages and x.untyped_storage().data_ptr() not in storages
