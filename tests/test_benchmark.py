@@ -144,6 +144,7 @@ def test_resolve_package_config():
     (['backbone', '--repeat', '0'], 'must be >= 1: repeat'),
     (['backbone', '--threads', '0'], 'must be >= 1: threads'),
     (['backbone', '--device', 'cuda'], 'CUDA is not available'),
+    (['backbone', '--live-memory', '--compile'], 'drop --compile'),
 ])
 def test_bad_input(argv, message, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
@@ -153,17 +154,31 @@ def test_bad_input(argv, message, capsys, monkeypatch):
     assert message in capsys.readouterr().err
 
 
+def test_live_memory_sees_a_freed_allocation():
+    in_use = benchmark._glibc_in_use()
+    assert in_use is not None  # glibc >= 2.33 on the supported machines
+    start = in_use()
+    with benchmark.LiveMemory(in_use) as tracker:
+        x = torch.ones(16 * 2**20)  # 64 MB, freed at once
+        del x
+    assert tracker.peak - start >= 64 * 2**20
+    assert in_use() - start < 8 * 2**20
+
+
 def test_model_mode_train_mini_maskrcnn(tmp_path):
     out = tmp_path / 'report.json'
     benchmark.main(['model', MASKRCNN, '--task', 'train', '--input-size',
                     '64', '96', '--repeat', '1', '--json', str(out), *FAST,
-                    '--cfg-options', *MINI_MASKRCNN])
+                    '--live-memory', '--cfg-options', *MINI_MASKRCNN])
     report = json.loads(out.read_text())
     assert (report['mode'], report['task']) == ('model', 'train')
     [work] = report['workloads']
     assert work['name'] == 'maskrcnn_regionvit_s_coco'
     check_workload(work, repeat=1)
     assert work['step_flops_per_forward_mac'] == 6
+    live = work['memory']['live']
+    # the extra step allocates at least its activations and gradients
+    assert 0 < live['step_rise_mb'] <= live['peak_delta_mb']
     # mmcv's RoIAlign is a Python op the tracer cannot count; it is listed
     assert any('RoIAlign' in op for op in work['uncounted_ops'])
 

@@ -21,6 +21,7 @@ Units: a MAC is one multiply-add, which OpenMMLab and fvcore tables call one
 MAC, so the fraction of the GEMM rate compares like with like.
 """
 import argparse
+import ctypes
 import importlib.util
 import json
 import logging
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
 from mmengine.config import Config, DictAction
 
 from mmregionvit.models import ARCH_SETTINGS, RegionViT
@@ -128,6 +130,46 @@ class PeakMemory:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        'arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks',
+        'uordblks', 'fordblks', 'keepcost')]
+
+
+def _glibc_in_use() -> Optional[Callable[[], int]]:
+    """Bytes glibc's malloc has handed out and not had back (all arenas,
+    heap and mmapped chunks), or None without glibc >= 2.33."""
+    try:
+        mallinfo2 = ctypes.CDLL('libc.so.6').mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+
+    def in_use() -> int:
+        info = mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    return in_use
+
+
+class LiveMemory(TorchDispatchMode):
+    """Peak of the memory the C allocator has handed out and not had back,
+    read after every aten op: on a CPU the counterpart of CUDA's
+    ``max_memory_allocated``, free of what the allocator keeps after a free
+    (which RSS counts). Slow (a heap walk per op): for an extra, untimed
+    step."""
+
+    def __init__(self, in_use: Callable[[], int]) -> None:
+        super().__init__()
+        self.in_use = in_use
+        self.peak = in_use()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.peak = max(self.peak, self.in_use())
+        return out
 
 
 @dataclass
@@ -389,11 +431,15 @@ def latency_stats(seconds: List[float]) -> Dict[str, float]:
 
 
 def time_workloads(workloads: List[Workload], warmup: int, repeat: int,
-                   device: torch.device) -> List[Dict[str, Any]]:
-    """Warm each workload up, then time them alternating per repeat."""
+                   device: torch.device,
+                   live: bool) -> List[Dict[str, Any]]:
+    """Warm each workload up, then time them alternating per repeat; with
+    ``live``, one more step each under :class:`LiveMemory`."""
     memory = PeakMemory(device)
+    in_use = _glibc_in_use() if live else None
     try:
         baseline = memory.current()
+        live_baseline = in_use() if in_use else 0
         first = []
         for work in workloads:
             first.append(_timed(work.step, device))
@@ -406,14 +452,25 @@ def time_workloads(workloads: List[Workload], warmup: int, repeat: int,
                 memory.begin()
                 times[i].append(_timed(work.step, device))
                 peaks[i] = max(peaks[i], memory.end())
+        lives = []
+        for work in workloads if in_use else []:
+            start = in_use()
+            with LiveMemory(in_use) as tracker:
+                work.step()
+            lives.append(dict(peak_delta_mb=(tracker.peak - live_baseline)
+                              / MB,
+                              step_rise_mb=(tracker.peak - start) / MB))
     finally:
         memory.close()
-    return [dict(first_iter_ms=f * 1e3, latency_ms=latency_stats(t),
-                 samples_ms=[x * 1e3 for x in t],
-                 memory=dict(kind=memory.kind, baseline_mb=baseline / MB,
-                             peak_mb=p / MB,
-                             peak_delta_mb=(p - baseline) / MB))
-            for f, t, p in zip(first, times, peaks)]
+    results = [dict(first_iter_ms=f * 1e3, latency_ms=latency_stats(t),
+                    samples_ms=[x * 1e3 for x in t],
+                    memory=dict(kind=memory.kind, baseline_mb=baseline / MB,
+                                peak_mb=p / MB,
+                                peak_delta_mb=(p - baseline) / MB))
+               for f, t, p in zip(first, times, peaks)]
+    for result, live_memory in zip(results, lives):
+        result['memory']['live'] = live_memory
+    return results
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -444,6 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument('--gemm-size', type=int,
                         help='square matmul size for the reference rate '
                         '(default 2048 on CPU, 8192 on CUDA)')
+    common.add_argument('--live-memory', action='store_true',
+                        help='CPU: one more, untimed step that records the '
+                        "peak of glibc malloc's in-use bytes after every op "
+                        '(what RSS shows minus memory malloc keeps after '
+                        'frees)')
     common.add_argument('--json', type=Path, metavar='PATH')
 
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -481,6 +543,12 @@ def validate(parser: argparse.ArgumentParser,
     bad = [k for k, v in counts.items() if v is not None and v < 1]
     if bad:
         parser.error(f'must be >= 1: {", ".join(bad)}')
+    if args.live_memory and (args.device != 'cpu' or args.compile):
+        parser.error('--live-memory measures eager CPU steps (on CUDA the '
+                     'peak is already allocated memory); drop --compile or '
+                     '--device cuda')
+    if args.live_memory and _glibc_in_use() is None:
+        parser.error('--live-memory needs glibc >= 2.33 (mallinfo2)')
     if args.mode == 'backbone':
         return torch.device(args.device), []
     if bool(args.config) == bool(args.compare):
@@ -586,6 +654,11 @@ def print_report(report: Dict[str, Any]) -> None:
     row('peak memory [MB]', lambda r: f'{r["memory"]["peak_mb"]:.0f}')
     row('  over pre-run baseline [MB]',
         lambda r: f'{r["memory"]["peak_delta_mb"]:.0f}')
+    if 'live' in works[0]['memory']:
+        row('live peak over pre-run baseline [MB]',
+            lambda r: f'{r["memory"]["live"]["peak_delta_mb"]:.0f}')
+        row('  over the step\'s start [MB]',
+            lambda r: f'{r["memory"]["live"]["step_rise_mb"]:.0f}')
     row('forward GMACs (OpenMMLab "GFLOPs")', lambda r: f'{r["gmacs"]:.2f}')
     row('achieved GFLOP/s (2 per MAC)',
         lambda r: f'{r["achieved_gflops_per_s"]:.1f}')
@@ -618,6 +691,9 @@ def print_report(report: Dict[str, Any]) -> None:
               f', B/A {c["ms_per_gmac_ratio_b_over_a"]:.3f}')
     print(f'memory: {works[0]["memory"]["kind"]}; baseline = after building, '
           'before the first step')
+    if 'live' in works[0]['memory']:
+        print('live: peak of glibc malloc in-use bytes, read after every op '
+              'of one extra step')
     if report['task'] == 'train':
         print('train: achieved rate assumes a step = 3x the forward MACs '
               '(backward 2x); --with-cp recomputation is not counted')
@@ -650,7 +726,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         workloads = [backbone_workload(args, device)]
     else:
         workloads = [model_workload(p, args, device) for p in configs]
-    timings = time_workloads(workloads, args.warmup, args.repeat, device)
+    timings = time_workloads(workloads, args.warmup, args.repeat, device,
+                             args.live_memory)
     gemm = {}
     for k, d in gemm_dtypes.items():
         after = measure_gemm(gemm_size, d, device)
