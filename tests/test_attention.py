@@ -50,6 +50,24 @@ def test_fused_matches_math_kernel(group, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_bfloat16_fused_close_to_float32(monkeypatch):
+    """bfloat16 q, k, v with a float32 bias (autocast's case): fused both
+    ways, and within bfloat16 rounding of float32 arithmetic."""
+    monkeypatch.setattr(attention, '_BACKWARD_CHUNK', 3 * 10 * 10 * 2)
+    qkv32, bias, keep = _inputs(2, 6, 3, 10, 8, 6)
+    qkv = qkv32.detach().bfloat16().requires_grad_()
+    with torch.profiler.profile() as prof:
+        fused = _run(qkv, bias, keep, fused=True)
+    ops = {e.key for e in prof.key_averages()}
+    assert 'aten::_scaled_dot_product_attention_math' not in ops
+    assert fused[0].dtype == fused[1].dtype == torch.bfloat16
+    assert fused[2].dtype == torch.float32
+    exact = _run(qkv.detach().float().requires_grad_(), bias, keep,
+                 fused=False)
+    for a, b in zip(fused, exact):
+        torch.testing.assert_close(a.float(), b, rtol=2e-2, atol=2e-2)
+
+
 def test_backbone_gradients_unchanged():
     """A padded input (masks on) trains to the same gradients as with the
     math kernel everywhere."""

@@ -74,6 +74,29 @@ def test_matches_autograd(case):
         torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('x_dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('case', ['norm_linear', 'norm_mlp'])
+def test_matches_autograd_under_bf16_autocast(case, x_dtype):
+    """The same casts as autocast's plain path: bf16 linears, the norm in
+    the input's dtype; float32 parameter gradients."""
+    fused, plain, params, shape = CASES[case]()
+    x = torch.randn(64, *shape[1:], dtype=x_dtype, requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = fused(x)
+        kept = saved_bytes(lambda: fused(x))
+        reference = plain(x)
+        plain_kept = saved_bytes(lambda: plain(x))
+    assert out.dtype == reference.dtype == torch.bfloat16
+    assert kept < plain_kept
+    torch.testing.assert_close(out, reference)
+    dy = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, *params], dy)
+    expected = torch.autograd.grad(reference, [x, *params], dy)
+    for g, r in zip(grads, expected):
+        assert g.dtype == r.dtype
+        torch.testing.assert_close(g, r, rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize('case, kept, plain_kept', [
     ('norm_linear', 1, 2),  # input | input, norm output
     ('norm_mlp', 5, 10),  # input, fc1 output | + norm and GELU outputs
@@ -114,7 +137,7 @@ def test_backbone_gradients_equal_plain_autograd(monkeypatch):
         return kept, grads, x.grad.clone()
 
     kept, grads, dx = run()
-    monkeypatch.setattr(fused_ops, '_recomputes', lambda x: False)
+    monkeypatch.setattr(fused_ops, '_recomputes', lambda *args, **kw: False)
     plain_kept, reference, plain_dx = run()
     assert kept < 0.8 * plain_kept
     torch.testing.assert_close(dx, plain_dx, rtol=1e-4, atol=1e-6)
@@ -138,3 +161,36 @@ def test_block_keeps_no_view_of_its_input():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         block(x, None)
     assert storages and x.untyped_storage().data_ptr() not in storages
+
+
+def test_backbone_bf16_autocast_gradients(monkeypatch):
+    """Under CPU bf16 autocast, the recomputing ops and the fused attention
+    backward keep less than the plain autocast path, and their gradients
+    are as close to float32's as the plain path's."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    arch = dict(embed_dim=[16, 16, 32, 64, 128], num_heads=[1, 2, 4, 8],
+                depth=[1, 1, 1, 1], kernel_sizes=[7] * 4)
+    torch.manual_seed(0)
+    model = RegionViT(arch=arch)
+    x = torch.randn(2, 3, 100, 150)
+    with torch.no_grad():  # a loss the output norms do not flatten
+        weights = [torch.randn_like(o) for o in model(x)]
+
+    def run(bf16=True):
+        model.zero_grad()
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+            kept = saved_bytes(lambda: setattr(run, 'outs', model(x)))
+        sum((o.float() * w).mean() for o, w in zip(run.outs, weights)) \
+            .backward()
+        return kept, torch.cat([p.grad.flatten()
+                                for p in model.parameters()])
+
+    _, exact = run(bf16=False)
+    kept, fused = run()
+    monkeypatch.setattr(fused_ops, '_recomputes', lambda *args, **kw: False)
+    with sdpa_kernel(SDPBackend.MATH):
+        plain_kept, plain = run()
+    assert kept < 0.8 * plain_kept
+    plain_error = (plain - exact).norm() / exact.norm()
+    assert 0 < plain_error < 0.1
+    assert (fused - exact).norm() / exact.norm() <= 1.25 * plain_error

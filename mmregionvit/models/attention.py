@@ -51,27 +51,28 @@ class _BiasedAttention(torch.autograd.Function):
         shared = mask.shape[0] == 1  # one mask for every window
         group = m if shared else mask.shape[0]
         step = max(1, _BACKWARD_CHUNK // (h * length * length))
-        dq, dk, dv = (torch.empty(m, h, length, d, dtype=q.dtype,
-                                  device=q.device) for _ in range(3))
-        dmask = torch.zeros_like(mask)
-        delta = (dout * out).sum(-1, keepdim=True)
+        dq, dk, dv = (torch.empty_like(q, memory_format=torch.contiguous_format)
+                      for _ in range(3))
+        # float32 arithmetic chunk by chunk, also for bfloat16 inputs
+        dmask = torch.zeros(mask.shape, device=mask.device)
         for start in range(0, m, group):
             for i in range(start, start + group, step):
                 j = min(i + step, start + group)
                 mk = mask if shared else mask[i - start:j - start]
-                qi, ki, vi, doi = q[i:j], k[i:j], v[i:j], dout[i:j]
+                qi, ki, vi, oi, doi = (t[i:j].float()
+                                       for t in (q, k, v, out, dout))
                 p = torch.exp(torch.matmul(qi, ki.transpose(-2, -1)) * scale
-                              + mk - lse[i:j, ..., None])
+                              + mk.float() - lse[i:j, ..., None])
                 dv[i:j] = torch.matmul(p.transpose(-2, -1), doi)
-                ds = p * (torch.matmul(doi, vi.transpose(-2, -1))
-                          - delta[i:j])
+                delta = (doi * oi).sum(-1, keepdim=True)
+                ds = p * (torch.matmul(doi, vi.transpose(-2, -1)) - delta)
                 dq[i:j] = torch.matmul(ds, ki) * scale
                 dk[i:j] = torch.matmul(ds.transpose(-2, -1), qi) * scale
                 if shared:
                     dmask += ds.sum(0, keepdim=True)
                 else:
                     dmask[i - start:j - start] += ds
-        return dq, dk, dv, dmask
+        return dq, dk, dv, dmask.to(mask.dtype)
 
 
 def window_attention(q: Tensor, k: Tensor, v: Tensor,
@@ -80,9 +81,11 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor,
     mask that repeats every ``G`` windows (``G`` 1 or dividing ``M``)."""
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v)
+    mask = mask.to(q.dtype)  # e.g. float32 bias, bfloat16 q under autocast
     if (mask.requires_grad and torch.is_grad_enabled()
             and q.device.type == 'cpu' and q.dtype == mask.dtype
-            == torch.float32 and torch.backends.cuda.flash_sdp_enabled()
+            and q.dtype in (torch.float32, torch.bfloat16)
+            and torch.backends.cuda.flash_sdp_enabled()
             and not torch.compiler.is_compiling()):
         return _BiasedAttention.apply(q, k, v, mask)
     if mask.shape[0] not in (1, q.shape[0]):

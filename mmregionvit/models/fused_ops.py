@@ -1,14 +1,15 @@
 """The backbone's fused ops: a one-pass linear for inference, and
 LayerNorm-led ops that keep only the norm's input for backward in training.
 
-In training, autograd keeps every intermediate an op needs: a LayerNorm's input *and*
-output, a linear layer's input, a GELU's input and output. For a norm
-followed by linear layers (or a GELU and a convolution), the norm's output
-and the GELU's output are cheap to recompute from the norm's input and
-statistics, so these functions keep only those (and, for the MLP, the first
-linear's output) and recompute the rest in the backward with element-wise
-passes. Values and gradients equal the plain ops'; the plain ops serve
-autocast and ``torch.compile``.
+In training, autograd keeps every intermediate an op needs: a LayerNorm's
+input *and* output, a linear layer's input, a GELU's input and output. For
+a norm followed by linear layers (or a GELU and a convolution), the norm's
+output and the GELU's output are cheap to recompute from the norm's input
+and statistics, so these functions keep only those (and, for the MLP, the
+first linear's output) and recompute the rest in the backward with
+element-wise passes. Values and gradients equal the plain ops', under CPU
+bfloat16 autocast too (the linear ones: the same casts as autocast makes);
+the plain ops serve other autocast and ``torch.compile``.
 """
 from typing import List, Tuple
 
@@ -42,18 +43,34 @@ def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
     return F.gelu(x) if gelu else x
 
 
-def _recomputes(x: Tensor) -> bool:
-    """Whether to take the recomputing path: fp32 training in eager mode."""
-    return (torch.is_grad_enabled() and x.dtype == torch.float32
-            and not torch.is_autocast_enabled(x.device.type)
-            and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing())
+def _recomputes(x: Tensor, cpu_bf16_autocast: bool = False) -> bool:
+    """Whether to take the recomputing path: fp32 training in eager mode,
+    or, if ``cpu_bf16_autocast``, also training under CPU bf16 autocast."""
+    if not torch.is_grad_enabled() or torch.compiler.is_compiling() \
+            or torch.jit.is_tracing():
+        return False
+    if not torch.is_autocast_enabled(x.device.type):
+        return x.dtype == torch.float32
+    return (cpu_bf16_autocast and x.device.type == 'cpu'
+            and torch.get_autocast_dtype('cpu') == torch.bfloat16
+            and x.dtype in (torch.float32, torch.bfloat16))
 
 
 def _norm(x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor,
           bias: Tensor) -> Tensor:
-    """The LayerNorm output again, from its saved statistics."""
-    return (x - mean) * rstd * weight + bias
+    """The LayerNorm output again (in ``x``'s dtype, as the forward gave
+    it), from its saved statistics."""
+    return ((x - mean) * rstd * weight + bias).to(x.dtype)
+
+
+def _linear_grads(dy: Tensor, inp: Tensor, w: Tensor,
+                  b: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Gradients of ``linear(inp, w, b)`` for 2-D ``dy`` and ``inp``: input,
+    weight, bias. The matmuls run in ``dy``'s dtype, i.e. the forward's
+    (autocast's) compute dtype; parameter gradients in their own dtype."""
+    wc = w.to(dy.dtype)
+    return (dy @ wc, (dy.t() @ inp.to(dy.dtype)).to(w.dtype),
+            dy.sum(0).to(b.dtype))
 
 
 class _NormLinear(torch.autograd.Function):
@@ -64,19 +81,19 @@ class _NormLinear(torch.autograd.Function):
                 w: Tensor, b: Tensor) -> Tensor:
         u, mean, rstd = torch.native_layer_norm(x, (x.shape[-1], ), ln_w,
                                                 ln_b, eps)
-        ctx.save_for_backward(x, mean, rstd, ln_w, ln_b, w)
+        ctx.save_for_backward(x, mean, rstd, ln_w, ln_b, w, b)
         return F.linear(u, w, b)
 
     @staticmethod
     def backward(ctx, dy: Tensor) -> Tuple[Tensor, ...]:
-        x, mean, rstd, ln_w, ln_b, w = ctx.saved_tensors
+        x, mean, rstd, ln_w, ln_b, w, b = ctx.saved_tensors
         c = x.shape[-1]
-        dy2 = dy.reshape(-1, dy.shape[-1])
         u = _norm(x, mean, rstd, ln_w, ln_b).reshape(-1, c)
-        du = (dy2 @ w).view_as(x)
-        dx, dln_w, dln_b = _layer_norm_backward(du, x, (c, ), mean, rstd,
-                                                ln_w, ln_b, [True] * 3)
-        return dx, None, dln_w, dln_b, dy2.t() @ u, dy2.sum(0)
+        du, dw, db = _linear_grads(dy.reshape(-1, dy.shape[-1]), u, w, b)
+        dx, dln_w, dln_b = _layer_norm_backward(du.to(x.dtype).view_as(x), x,
+                                                (c, ), mean, rstd, ln_w,
+                                                ln_b, [True] * 3)
+        return dx, None, dln_w, dln_b, dw, db
 
 
 class _NormMlp(torch.autograd.Function):
@@ -89,24 +106,22 @@ class _NormMlp(torch.autograd.Function):
         u, mean, rstd = torch.native_layer_norm(x, (x.shape[-1], ), ln_w,
                                                 ln_b, eps)
         h = F.linear(u, w1, b1)
-        ctx.save_for_backward(x, mean, rstd, h, ln_w, ln_b, w1, w2)
+        ctx.save_for_backward(x, mean, rstd, h, ln_w, ln_b, w1, b1, w2, b2)
         return F.linear(F.gelu(h), w2, b2)
 
     @staticmethod
     def backward(ctx, dy: Tensor) -> Tuple[Tensor, ...]:
-        x, mean, rstd, h, ln_w, ln_b, w1, w2 = ctx.saved_tensors
+        x, mean, rstd, h, ln_w, ln_b, w1, b1, w2, b2 = ctx.saved_tensors
         c = x.shape[-1]
-        dy2 = dy.reshape(-1, dy.shape[-1])
         h2 = h.reshape(-1, h.shape[-1])
-        dw2 = dy2.t() @ F.gelu(h2)
-        db2 = dy2.sum(0)
-        dh = torch.ops.aten.gelu_backward(dy2 @ w2, h2)
-        u = _norm(x, mean, rstd, ln_w, ln_b)
-        dw1 = dh.t() @ u.reshape(-1, c)
-        db1 = dh.sum(0)
-        du = (dh @ w1).view_as(x)
-        dx, dln_w, dln_b = _layer_norm_backward(du, x, (c, ), mean, rstd,
-                                                ln_w, ln_b, [True] * 3)
+        dg, dw2, db2 = _linear_grads(dy.reshape(-1, dy.shape[-1]).to(h.dtype),
+                                     F.gelu(h2), w2, b2)
+        dh = torch.ops.aten.gelu_backward(dg, h2)
+        u = _norm(x, mean, rstd, ln_w, ln_b).reshape(-1, c)
+        du, dw1, db1 = _linear_grads(dh, u, w1, b1)
+        dx, dln_w, dln_b = _layer_norm_backward(du.to(x.dtype).view_as(x), x,
+                                                (c, ), mean, rstd, ln_w,
+                                                ln_b, [True] * 3)
         return dx, None, dln_w, dln_b, dw1, db1, dw2, db2
 
 
@@ -144,7 +159,7 @@ class _NormGeluConv(torch.autograd.Function):
 
 def norm_linear(x: Tensor, norm: nn.LayerNorm, layer: nn.Linear) -> Tensor:
     """``layer(norm(x))``."""
-    if _recomputes(x):
+    if _recomputes(x, cpu_bf16_autocast=True):
         return _NormLinear.apply(x, norm.eps, norm.weight, norm.bias,
                                  layer.weight, layer.bias)
     return linear(norm(x), layer)
@@ -152,7 +167,7 @@ def norm_linear(x: Tensor, norm: nn.LayerNorm, layer: nn.Linear) -> Tensor:
 
 def norm_mlp(x: Tensor, norm: nn.LayerNorm, mlp: nn.Module) -> Tensor:
     """``mlp(norm(x))`` for an ``fc1``, GELU, ``fc2`` MLP."""
-    if _recomputes(x):
+    if _recomputes(x, cpu_bf16_autocast=True):
         return _NormMlp.apply(x, norm.eps, norm.weight, norm.bias,
                               mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight,
                               mlp.fc2.bias)
