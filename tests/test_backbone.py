@@ -67,7 +67,8 @@ def test_frozen_stages_stay_frozen():
     assert model.stages[1].blocks[0].attn.qkv.weight.grad is not None
 
 
-def test_with_cp_gives_same_gradients():
+@pytest.mark.parametrize('bf16', [False, True])
+def test_with_cp_gives_same_gradients(bf16):
     torch.manual_seed(1)
     ref = RegionViT(arch=dict(TINY, peg=True))
     ref.init_weights()
@@ -78,10 +79,12 @@ def test_with_cp_gives_same_gradients():
     for model in (ref, cp_model):
         model.train()
         model.zero_grad()
-        outs = model(x)
-        sum((o * o).mean() for o in outs).backward()
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+            outs = model(x)
+        sum((o.float() * o.float()).mean() for o in outs).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, g in grads[0].items():
+        # the recomputation repeats the same ops, under the same autocast
         torch.testing.assert_close(grads[1][name], g, rtol=1e-5, atol=1e-6,
                                    msg=name)
 
