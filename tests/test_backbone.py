@@ -226,3 +226,25 @@ def test_compiles_as_one_graph(size):
         report = dynamo.explain(model)(torch.randn(1, 3, *size))
     assert report.graph_break_count == 0, report.break_reasons
     assert report.graph_count == 1
+
+
+@pytest.mark.parametrize('hw', [(1, 1), (3, 1), (5, 1)])
+def test_downsample_bf16_gradients_on_one_pixel_wide_maps(hw):
+    """CPU bf16 autocast's strided grouped conv gives wrong weight gradients
+    for maps one pixel wide (torch 2.14); Downsample sidesteps it."""
+    from mmregionvit.models.regionvit import Downsample
+    torch.manual_seed(0)
+    down = Downsample(64, 128, 'sc')
+    x = torch.randn(2, 64, *hw)
+
+    def weight_grad(bf16):
+        down.zero_grad()
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+            y = down(x)
+        (y.float() ** 2).mean().backward()
+        return down[2].weight.grad.clone()
+
+    exact = weight_grad(False)
+    for _ in range(10):  # the kernel's error comes and goes
+        torch.testing.assert_close(weight_grad(True), exact, rtol=0,
+                                   atol=0.02 * exact.abs().max().item())
