@@ -453,7 +453,7 @@ def time_workloads(workloads: List[Workload], warmup: int, repeat: int,
                 times[i].append(_timed(work.step, device))
                 peaks[i] = max(peaks[i], memory.end())
         lives = []
-        for work in workloads if in_use else []:
+        for work in (workloads if in_use else []):
             start = in_use()
             with LiveMemory(in_use) as tracker:
                 work.step()

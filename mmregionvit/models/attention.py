@@ -83,7 +83,7 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor,
         return F.scaled_dot_product_attention(q, k, v)
     mask = mask.to(q.dtype)  # e.g. float32 bias, bfloat16 q under autocast
     if (mask.requires_grad and torch.is_grad_enabled()
-            and q.device.type == 'cpu' and q.dtype == mask.dtype
+            and q.device.type == 'cpu'
             and q.dtype in (torch.float32, torch.bfloat16)
             and torch.backends.cuda.flash_sdp_enabled()
             and not torch.compiler.is_compiling()):

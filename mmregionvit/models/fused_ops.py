@@ -63,14 +63,13 @@ def _norm(x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor,
     return ((x - mean) * rstd * weight + bias).to(x.dtype)
 
 
-def _linear_grads(dy: Tensor, inp: Tensor, w: Tensor,
-                  b: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def _linear_grads(dy: Tensor, inp: Tensor,
+                  w: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """Gradients of ``linear(inp, w, b)`` for 2-D ``dy`` and ``inp``: input,
     weight, bias. The matmuls run in ``dy``'s dtype, i.e. the forward's
-    (autocast's) compute dtype; parameter gradients in their own dtype."""
-    wc = w.to(dy.dtype)
-    return (dy @ wc, (dy.t() @ inp.to(dy.dtype)).to(w.dtype),
-            dy.sum(0).to(b.dtype))
+    (autocast's) compute dtype; parameter gradients in the parameters'."""
+    return (dy @ w.to(dy.dtype), (dy.t() @ inp.to(dy.dtype)).to(w.dtype),
+            dy.sum(0).to(w.dtype))
 
 
 class _NormLinear(torch.autograd.Function):
@@ -81,15 +80,15 @@ class _NormLinear(torch.autograd.Function):
                 w: Tensor, b: Tensor) -> Tensor:
         u, mean, rstd = torch.native_layer_norm(x, (x.shape[-1], ), ln_w,
                                                 ln_b, eps)
-        ctx.save_for_backward(x, mean, rstd, ln_w, ln_b, w, b)
+        ctx.save_for_backward(x, mean, rstd, ln_w, ln_b, w)
         return F.linear(u, w, b)
 
     @staticmethod
     def backward(ctx, dy: Tensor) -> Tuple[Tensor, ...]:
-        x, mean, rstd, ln_w, ln_b, w, b = ctx.saved_tensors
+        x, mean, rstd, ln_w, ln_b, w = ctx.saved_tensors
         c = x.shape[-1]
         u = _norm(x, mean, rstd, ln_w, ln_b).reshape(-1, c)
-        du, dw, db = _linear_grads(dy.reshape(-1, dy.shape[-1]), u, w, b)
+        du, dw, db = _linear_grads(dy.reshape(-1, dy.shape[-1]), u, w)
         dx, dln_w, dln_b = _layer_norm_backward(du.to(x.dtype).view_as(x), x,
                                                 (c, ), mean, rstd, ln_w,
                                                 ln_b, [True] * 3)
@@ -106,19 +105,19 @@ class _NormMlp(torch.autograd.Function):
         u, mean, rstd = torch.native_layer_norm(x, (x.shape[-1], ), ln_w,
                                                 ln_b, eps)
         h = F.linear(u, w1, b1)
-        ctx.save_for_backward(x, mean, rstd, h, ln_w, ln_b, w1, b1, w2, b2)
+        ctx.save_for_backward(x, mean, rstd, h, ln_w, ln_b, w1, w2)
         return F.linear(F.gelu(h), w2, b2)
 
     @staticmethod
     def backward(ctx, dy: Tensor) -> Tuple[Tensor, ...]:
-        x, mean, rstd, h, ln_w, ln_b, w1, b1, w2, b2 = ctx.saved_tensors
+        x, mean, rstd, h, ln_w, ln_b, w1, w2 = ctx.saved_tensors
         c = x.shape[-1]
         h2 = h.reshape(-1, h.shape[-1])
-        dg, dw2, db2 = _linear_grads(dy.reshape(-1, dy.shape[-1]).to(h.dtype),
-                                     F.gelu(h2), w2, b2)
+        dg, dw2, db2 = _linear_grads(dy.reshape(-1, dy.shape[-1]),
+                                     F.gelu(h2), w2)
         dh = torch.ops.aten.gelu_backward(dg, h2)
         u = _norm(x, mean, rstd, ln_w, ln_b).reshape(-1, c)
-        du, dw1, db1 = _linear_grads(dh, u, w1, b1)
+        du, dw1, db1 = _linear_grads(dh, u, w1)
         dx, dln_w, dln_b = _layer_norm_backward(du.to(x.dtype).view_as(x), x,
                                                 (c, ), mean, rstd, ln_w,
                                                 ln_b, [True] * 3)
