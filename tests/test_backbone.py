@@ -204,6 +204,30 @@ def test_inference_fast_path_matches_autograd_path(monkeypatch):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-5)
 
 
+def test_contiguous_nchw_values_and_gradients():
+    """The per-image transposing copy equals ``.contiguous()``, gradients
+    included, for cropped (padded) channels-last views and batches."""
+    from mmregionvit.models.regionvit import _contiguous_nchw
+    torch.manual_seed(0)
+    base = torch.randn(2, 9, 13, 5, requires_grad=True)  # NHWC memory
+    view = base[:, :7, :11].permute(0, 3, 1, 2)  # cropped NCHW view
+    out = _contiguous_nchw(view)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, view.contiguous(), rtol=0, atol=0)
+    weight = torch.randn_like(out)
+    grad, = torch.autograd.grad((out * weight).sum(), base)
+    ref, = torch.autograd.grad((view.contiguous() * weight).sum(), base)
+    torch.testing.assert_close(grad, ref, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('grad', [False, True])
+def test_outputs_are_contiguous_nchw(grad):
+    model = RegionViT(arch=TINY).eval()
+    with torch.set_grad_enabled(grad):
+        outs = model(torch.randn(2, 3, 100, 150))
+    assert all(o.is_contiguous() for o in outs)
+
+
 def test_bf16_autocast_within_tolerance():
     """bf16 autocast stays within 2% (relative L2) of fp32 at every stage."""
     model = RegionViT(arch=dict(TINY, embed_dim=[32, 32, 64, 128, 256]))

@@ -194,6 +194,22 @@ class Downsample(nn.Sequential):
 _CHUNK_TOKENS = 4096
 
 
+def _contiguous_nchw(x: Tensor) -> Tensor:
+    """``x.contiguous()`` for an NCHW view of channels-last memory.
+
+    On a CPU, one 2-D transpose per image: torch copies a transposed matrix
+    block by block, several times faster than a permuted 4-D copy.
+    """
+    if x.is_contiguous() or x.device.type != 'cpu':
+        return x.contiguous()
+    b, c, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+    out = x.new_empty(b, c, h * w)
+    for i in range(b):
+        out[i].copy_(rows[i].t())
+    return out.view(b, c, h, w)
+
+
 def _rel_pos_index(ws: int) -> Tensor:
     """Index of each (query, key) local pair into the relative table.
 
@@ -503,6 +519,9 @@ class RegionViT(BaseModule):
             raise ValueError(f'RegionViT was built for {self.in_channels} '
                              f'input channels, got {x.shape[1]} (shape '
                              f'{tuple(x.shape)}); set in_channels.')
+        # The convolutions run channels-last (as their outputs then are), so
+        # the norms between them and the window layout need no transposes.
+        x = x.contiguous(memory_format=torch.channels_last)
         if self.with_cp and torch.is_grad_enabled() and any(
                 p.requires_grad for p in self.patch_embed.parameters()):
             # the stem's high-resolution maps are recomputed too
@@ -515,7 +534,7 @@ class RegionViT(BaseModule):
             regional, local = stage(regional, local)
             if i in self.out_indices:
                 # contiguous NCHW: some mmcv ops (RoIAlign) assume it
-                outs.append(local.contiguous())
+                outs.append(_contiguous_nchw(local))
         return tuple(outs)
 
     def init_weights(self) -> None:
