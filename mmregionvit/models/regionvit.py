@@ -324,8 +324,6 @@ class R2LBlock(nn.Module):
         regional = x[:, :, 0].contiguous()
         regional = regional + self.drop_path(
             self.attn(regional, self.regional_norm))
-        x = torch.cat([regional.unsqueeze(2), x[:, :, 1:]], dim=2)
-        x = x.view(b * nw, length, c)
 
         # Bias and padding mask as one additive mask, (1 or nW, h, L, L),
         # the same for every image.
@@ -334,22 +332,31 @@ class R2LBlock(nn.Module):
             mask = mask.masked_fill(~pad_keep[:, None],
                                     torch.finfo(x.dtype).min)
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            return self._local(x, mask).view(b, nw, length, c)
+            x = torch.cat([regional.unsqueeze(2), x[:, :, 1:]], dim=2)
+            x = self._local(x.view(b * nw, length, c), mask)
+            return x.view(b, nw, length, c)
         # Inference: windows are independent from here on, so run them in
-        # chunks whose activations stay in cache (same results).
+        # chunks whose activations stay in cache, each written straight into
+        # the output (same results).
         if pad_keep is not None:
             mask = mask.expand(b, -1, -1, -1, -1).flatten(0, 1)
+        x = x.view(b * nw, length, c)
+        regional = regional.view(b * nw, 1, c)
         out = torch.empty_like(x)
         step = max(1, _CHUNK_TOKENS // length)
         for i in range(0, b * nw, step):
+            chunk = torch.cat([regional[i:i + step], x[i:i + step, 1:]], 1)
             chunk_mask = mask if mask.shape[0] == 1 else mask[i:i + step]
-            out[i:i + step] = self._local(x[i:i + step], chunk_mask)
+            self._local(chunk, chunk_mask, out=out[i:i + step])
         return out.view(b, nw, length, c)
 
-    def _local(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Local attention and MLP of windows ``x`` (``(M, L, C)``)."""
+    def _local(self, x: Tensor, mask: Tensor,
+               out: Optional[Tensor] = None) -> Tensor:
+        """Local attention and MLP of windows ``x`` (``(M, L, C)``), the
+        result written into ``out`` if given."""
         x = x + self.drop_path(self.attn(x, self.local_norm, mask))
-        return x + self.drop_path(norm_mlp(x, self.mlp_norm, self.mlp))
+        return torch.add(x, self.drop_path(norm_mlp(x, self.mlp_norm,
+                                                    self.mlp)), out=out)
 
 
 class WindowLayout:
