@@ -97,6 +97,24 @@ def test_matches_autograd_under_bf16_autocast(case, x_dtype):
         torch.testing.assert_close(g, r, rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize('bf16', [False, True])
+def test_norm_mlp_in_uneven_chunks_matches_autograd(monkeypatch, bf16):
+    """Rows split 4, 4, 4, 3: per-chunk outputs and summed parameter
+    gradients equal the plain ops' on all rows at once."""
+    monkeypatch.setattr(fused_ops, '_MLP_CHUNK_ROWS', 4)
+    fused, plain, params, shape = CASES['norm_mlp']()
+    x = torch.randn(*shape, requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+        out, reference = fused(x), plain(x)
+    dy = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, *params], dy)
+    expected = torch.autograd.grad(reference, [x, *params], dy)
+    tol = 2e-2 if bf16 else 1e-5
+    torch.testing.assert_close(out, reference, rtol=tol, atol=tol)
+    for g, r in zip(grads, expected):
+        torch.testing.assert_close(g, r, rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize('case, kept, plain_kept', [
     ('norm_linear', 1, 2),  # input | input, norm output
     ('norm_mlp', 5, 10),  # input, fc1 output | + norm and GELU outputs

@@ -95,33 +95,65 @@ class _NormLinear(torch.autograd.Function):
         return dx, None, dln_w, dln_b, dw, db
 
 
+# Rows per chunk of the MLP's training passes: its 4x-wide intermediates
+# then stay small (cache-sized, and below malloc's mmap threshold, so they
+# are not page-faulted in afresh each time).
+_MLP_CHUNK_ROWS = 2048
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype linear layers compute in for ``x``: autocast's, if on."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
 class _NormMlp(torch.autograd.Function):
     """``fc2(gelu(fc1(layer_norm(x))))``, keeping ``x``, the statistics and
-    ``fc1``'s output (5 instead of 10 values per channel)."""
+    ``fc1``'s output (5 instead of 10 values per channel). Both passes run
+    in chunks of rows, so only the kept tensors and the result are large."""
 
     @staticmethod
     def forward(ctx, x: Tensor, eps: float, ln_w: Tensor, ln_b: Tensor,
                 w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
-        u, mean, rstd = torch.native_layer_norm(x, (x.shape[-1], ), ln_w,
-                                                ln_b, eps)
-        h = F.linear(u, w1, b1)
+        c = x.shape[-1]
+        x2 = x.reshape(-1, c)
+        rows, dtype = x2.shape[0], _compute_dtype(x)
+        mean = x2.new_empty(rows, 1, dtype=torch.float32)
+        rstd = torch.empty_like(mean)
+        h = x2.new_empty(rows, w1.shape[0], dtype=dtype)
+        out = x2.new_empty(rows, w2.shape[0], dtype=dtype)
+        for i in range(0, rows, _MLP_CHUNK_ROWS):
+            j = min(i + _MLP_CHUNK_ROWS, rows)
+            u, mean[i:j], rstd[i:j] = torch.native_layer_norm(
+                x2[i:j], (c, ), ln_w, ln_b, eps)
+            h[i:j] = F.linear(u, w1, b1)
+            out[i:j] = F.linear(F.gelu(h[i:j]), w2, b2)
         ctx.save_for_backward(x, mean, rstd, h, ln_w, ln_b, w1, w2)
-        return F.linear(F.gelu(h), w2, b2)
+        return out.view(*x.shape[:-1], -1)
 
     @staticmethod
     def backward(ctx, dy: Tensor) -> Tuple[Tensor, ...]:
         x, mean, rstd, h, ln_w, ln_b, w1, w2 = ctx.saved_tensors
         c = x.shape[-1]
-        h2 = h.reshape(-1, h.shape[-1])
-        dg, dw2, db2 = _linear_grads(dy.reshape(-1, dy.shape[-1]),
-                                     F.gelu(h2), w2)
-        dh = torch.ops.aten.gelu_backward(dg, h2)
-        u = _norm(x, mean, rstd, ln_w, ln_b).reshape(-1, c)
-        du, dw1, db1 = _linear_grads(dh, u, w1)
-        dx, dln_w, dln_b = _layer_norm_backward(du.to(x.dtype).view_as(x), x,
-                                                (c, ), mean, rstd, ln_w,
-                                                ln_b, [True] * 3)
-        return dx, None, dln_w, dln_b, dw1, db1, dw2, db2
+        x2, dy2 = x.reshape(-1, c), dy.reshape(-1, dy.shape[-1])
+        dx = torch.empty_like(x2)
+        # parameter gradients, summed over the chunks
+        grads = [torch.zeros_like(ln_w), torch.zeros_like(ln_b),
+                 torch.zeros_like(w1), w1.new_zeros(w1.shape[0]),
+                 torch.zeros_like(w2), w2.new_zeros(w2.shape[0])]
+        for i in range(0, x2.shape[0], _MLP_CHUNK_ROWS):
+            j = min(i + _MLP_CHUNK_ROWS, x2.shape[0])
+            dg, dw2, db2 = _linear_grads(dy2[i:j], F.gelu(h[i:j]), w2)
+            dh = torch.ops.aten.gelu_backward(dg, h[i:j])
+            u = _norm(x2[i:j], mean[i:j], rstd[i:j], ln_w, ln_b)
+            du, dw1, db1 = _linear_grads(dh, u, w1)
+            dx[i:j], dln_w, dln_b = _layer_norm_backward(
+                du.to(x.dtype), x2[i:j], (c, ), mean[i:j], rstd[i:j], ln_w,
+                ln_b, [True] * 3)
+            for total, part in zip(grads, (dln_w, dln_b, dw1, db1, dw2, db2)):
+                total += part
+        return (dx.view_as(x), None, *grads)
 
 
 class _NormGeluConv(torch.autograd.Function):
