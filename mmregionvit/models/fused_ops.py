@@ -123,12 +123,14 @@ class _NormMlp(torch.autograd.Function):
         rstd = torch.empty_like(mean)
         h = x2.new_empty(rows, w1.shape[0], dtype=dtype)
         out = x2.new_empty(rows, w2.shape[0], dtype=dtype)
+        # autocast's casts, made here: out= ops are not autocast
+        w1c, b1c, w2c, b2c = (t.to(dtype) for t in (w1, b1, w2, b2))
         for i in range(0, rows, _MLP_CHUNK_ROWS):
             j = min(i + _MLP_CHUNK_ROWS, rows)
             u, mean[i:j], rstd[i:j] = torch.native_layer_norm(
                 x2[i:j], (c, ), ln_w, ln_b, eps)
-            h[i:j] = F.linear(u, w1, b1)
-            out[i:j] = F.linear(F.gelu(h[i:j]), w2, b2)
+            torch.addmm(b1c, u.to(dtype), w1c.t(), out=h[i:j])
+            torch.addmm(b2c, F.gelu(h[i:j]), w2c.t(), out=out[i:j])
         ctx.save_for_backward(x, mean, rstd, h, ln_w, ln_b, w1, w2)
         return out.view(*x.shape[:-1], -1)
 
