@@ -453,13 +453,14 @@ def time_workloads(workloads: List[Workload], warmup: int, repeat: int,
                 times[i].append(_timed(work.step, device))
                 peaks[i] = max(peaks[i], memory.end())
         lives = []
-        for work in (workloads if in_use else []):
-            start = in_use()
-            with LiveMemory(in_use) as tracker:
-                work.step()
-            lives.append(dict(peak_delta_mb=(tracker.peak - live_baseline)
-                              / MB,
-                              step_rise_mb=(tracker.peak - start) / MB))
+        if in_use:
+            for work in workloads:
+                start = in_use()
+                with LiveMemory(in_use) as tracker:
+                    work.step()
+                lives.append(dict(
+                    peak_delta_mb=(tracker.peak - live_baseline) / MB,
+                    step_rise_mb=(tracker.peak - start) / MB))
     finally:
         memory.close()
     results = [dict(first_iter_ms=f * 1e3, latency_ms=latency_stats(t),
