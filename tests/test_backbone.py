@@ -204,6 +204,30 @@ def test_inference_fast_path_matches_autograd_path(monkeypatch):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-5)
 
 
+def test_compiled_inference_matches_eager(monkeypatch):
+    """torch.compile runs the chunked inference path and the output copy as
+    eager does (several chunks, padded windows)."""
+    from mmregionvit.models import regionvit
+    monkeypatch.setattr(regionvit, '_CHUNK_TOKENS', 120)  # 2 windows/chunk
+    torch._dynamo.reset()
+    model = RegionViT(arch=dict(TINY, peg=True)).eval()
+    x = torch.randn(1, 3, 100, 150)
+    with torch.no_grad():
+        eager = model(x)
+        compiled = torch.compile(model)(x)
+    for a, b in zip(compiled, eager):
+        assert a.is_contiguous()
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_nchw_copy_op_registration():
+    """The output copy's fake (compile-time) and autograd registrations
+    agree with its kernel."""
+    from mmregionvit.models.regionvit import _nchw_copy
+    base = torch.randn(2, 9, 13, 5, requires_grad=True)
+    torch.library.opcheck(_nchw_copy, (base[:, :7, :11].permute(0, 3, 1, 2), ))
+
+
 def test_contiguous_nchw_values_and_gradients():
     """The per-image transposing copy equals ``.contiguous()``, gradients
     included, for cropped (padded) channels-last views and batches."""

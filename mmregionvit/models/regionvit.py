@@ -194,20 +194,33 @@ class Downsample(nn.Sequential):
 _CHUNK_TOKENS = 4096
 
 
-def _contiguous_nchw(x: Tensor) -> Tensor:
-    """``x.contiguous()`` for an NCHW view of channels-last memory.
-
-    On a CPU, one 2-D transpose per image: torch copies a transposed matrix
-    block by block, several times faster than a permuted 4-D copy.
-    """
-    if x.is_contiguous() or x.device.type != 'cpu':
-        return x.contiguous()
+@torch.library.custom_op('mmregionvit::nchw_copy', mutates_args=())
+def _nchw_copy(x: Tensor) -> Tensor:
+    """A contiguous copy of an NCHW view of channels-last memory, made by one
+    2-D transpose per image: torch copies a transposed matrix block by
+    block, several times faster than a permuted 4-D copy. An opaque op, so
+    that torch.compile keeps it too (its own copy kernel is 3-5x slower)."""
     b, c, h, w = x.shape
     rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
     out = x.new_empty(b, c, h * w)
     for i in range(b):
         out[i].copy_(rows[i].t())
     return out.view(b, c, h, w)
+
+
+@_nchw_copy.register_fake
+def _(x: Tensor) -> Tensor:
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+_nchw_copy.register_autograd(lambda ctx, grad: grad)
+
+
+def _contiguous_nchw(x: Tensor) -> Tensor:
+    """``x.contiguous()``, faster for a CPU view of channels-last memory."""
+    if x.is_contiguous() or x.device.type != 'cpu':
+        return x.contiguous()
+    return _nchw_copy(x)
 
 
 def _rel_pos_index(ws: int) -> Tensor:
@@ -331,13 +344,13 @@ class R2LBlock(nn.Module):
         if pad_keep is not None:
             mask = mask.masked_fill(~pad_keep[:, None],
                                     torch.finfo(x.dtype).min)
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if torch.is_grad_enabled():
             x = torch.cat([regional.unsqueeze(2), x[:, :, 1:]], dim=2)
             x = self._local(x.view(b * nw, length, c), mask)
             return x.view(b, nw, length, c)
-        # Inference: windows are independent from here on, so run them in
-        # chunks whose activations stay in cache, each written straight into
-        # the output (same results).
+        # Inference, eager or compiled: windows are independent from here
+        # on, so run them in chunks whose activations stay in cache, each
+        # written straight into the output (same results).
         if pad_keep is not None:
             mask = mask.expand(b, -1, -1, -1, -1).flatten(0, 1)
         x = x.view(b * nw, length, c)

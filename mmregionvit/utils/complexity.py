@@ -25,6 +25,8 @@ def count_macs(model: nn.Module,
     analyzer = FlopAnalyzer(model, inputs)
     analyzer.set_op_handle('aten::scaled_dot_product_attention',
                            sdpa_flop_jit)
+    # the backbone's output copy, ignored like aten::contiguous
+    analyzer.set_op_handle('mmregionvit::nchw_copy', None)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     analyzer.tracer_warnings('none')
