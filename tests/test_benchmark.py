@@ -92,6 +92,23 @@ def test_backbone_report(tmp_path):
     assert work['gmacs'] == macs / 1e9
 
 
+def test_backbone_compare_compile():
+    """Eager (A) and compiled (B) alternate in one process."""
+    torch._dynamo.reset()
+    report = benchmark.main(['backbone', '--arch', 'tiny', '--input-size',
+                             '64', '64', '--repeat', '2', '--compare-compile',
+                             '--freezing', *FAST])
+    works = report['workloads']
+    assert [w['name'] for w in works] == ['RegionViT-tiny',
+                                          'RegionViT-tiny compiled']
+    assert report['compare_compile'] and report['freezing']
+    for work in works:
+        check_workload(work, repeat=2)
+    a, b = (w['latency_ms']['median'] for w in works)
+    assert report['compare']['latency_ratio_b_over_a'] == pytest.approx(b / a)
+    assert not torch._inductor.config.freezing  # restored
+
+
 class LinearAttention(nn.Module):
     """Three projections and one cross-attention: 2 heads, L=5, S=7."""
 
@@ -145,6 +162,12 @@ def test_resolve_package_config():
     (['backbone', '--threads', '0'], 'must be >= 1: threads'),
     (['backbone', '--device', 'cuda'], 'CUDA is not available'),
     (['backbone', '--live-memory', '--compile'], 'drop --compile'),
+    (['backbone', '--compile', '--compare-compile'], 'drop --compile'),
+    (['backbone', '--freezing'], 'add --compile or --compare-compile'),
+    (['backbone', '--compile', '--freezing', '--task', 'train'],
+     '--task inference'),
+    (['model', '--compare', MASKRCNN, MASKRCNN, '--compare-compile'],
+     'use one of them'),
 ])
 def test_bad_input(argv, message, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)

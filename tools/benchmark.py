@@ -6,6 +6,7 @@ Examples::
     python tools/benchmark.py backbone --arch small
     python tools/benchmark.py backbone --arch small --task train --batch 2 \
         --with-cp
+    python tools/benchmark.py backbone --arch small --compare-compile
     python tools/benchmark.py model \
         configs/detection/maskrcnn_regionvit_s_coco.py --task train
     python tools/benchmark.py model --compare \
@@ -201,14 +202,14 @@ def _step_context(args: argparse.Namespace,
     return context
 
 
-def backbone_workload(args: argparse.Namespace,
-                      device: torch.device) -> Workload:
+def backbone_workload(args: argparse.Namespace, device: torch.device,
+                      compiled: bool) -> Workload:
     """A RegionViT backbone on a random batch; training uses AdamW."""
     h, w = args.input_size
     model = RegionViT(arch=args.arch, with_cp=args.with_cp).to(device)
     x = torch.randn(args.batch, 3, h, w, device=device)
     macs, uncounted = count_macs(model.eval(), (x, ))
-    net = torch.compile(model) if args.compile else model
+    net = torch.compile(model) if compiled else model
     amp = _step_context(args, device)
     notes = ['constructor defaults otherwise (det_norm on, no drop path)']
     if args.task == 'inference':
@@ -228,7 +229,8 @@ def backbone_workload(args: argparse.Namespace,
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-    return Workload(f'RegionViT-{args.arch}', step, macs, uncounted, notes)
+    name = f'RegionViT-{args.arch}' + (' compiled' if compiled else '')
+    return Workload(name, step, macs, uncounted, notes)
 
 
 def resolve_config(spec: str) -> Path:
@@ -360,7 +362,7 @@ def _synthetic_batch(cfg: Config, scope: str, args: argparse.Namespace,
 
 
 def model_workload(path: Path, args: argparse.Namespace,
-                   device: torch.device) -> Workload:
+                   device: torch.device, compiled: bool) -> Workload:
     """An mmdet, mmseg or mmpose model's test step, or train step with its
     optimizer, on synthetic data."""
     from mmengine.logging import MMLogger
@@ -414,10 +416,12 @@ def model_workload(path: Path, args: argparse.Namespace,
             if scope == 'mmdet':
                 extra['detections_per_image'] = sum(
                     len(r.pred_instances) for r in results) / len(results)
-    if args.compile:
+    name = path.stem
+    if compiled:
         model.backbone = torch.compile(model.backbone)
         notes.append('torch.compile applied to the backbone only')
-    return Workload(path.stem, step, macs, uncounted, notes, extra)
+        name += ' compiled'
+    return Workload(name, step, macs, uncounted, notes, extra)
 
 
 def latency_stats(seconds: List[float]) -> Dict[str, float]:
@@ -485,6 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help='bf16: torch.autocast to bfloat16')
     common.add_argument('--compile', action='store_true',
                         help='torch.compile the backbone')
+    common.add_argument('--compare-compile', action='store_true',
+                        help='time eager (A) against torch.compile (B), '
+                        'alternating in one process')
+    common.add_argument('--freezing', action='store_true',
+                        help="inference with --compile or --compare-compile:"
+                        " Inductor's freezing (weights become constants)")
     common.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     common.add_argument('--threads', type=int,
                         help="torch intra-op threads (default: torch's, "
@@ -544,10 +554,17 @@ def validate(parser: argparse.ArgumentParser,
     bad = [k for k, v in counts.items() if v is not None and v < 1]
     if bad:
         parser.error(f'must be >= 1: {", ".join(bad)}')
-    if args.live_memory and (args.device != 'cpu' or args.compile):
+    compiling = args.compile or args.compare_compile
+    if args.compile and args.compare_compile:
+        parser.error('--compare-compile times eager and compiled; drop '
+                     '--compile')
+    if args.freezing and (not compiling or args.task != 'inference'):
+        parser.error('--freezing applies to compiled inference: add '
+                     '--compile or --compare-compile, and --task inference')
+    if args.live_memory and (args.device != 'cpu' or compiling):
         parser.error('--live-memory measures eager CPU steps (on CUDA the '
-                     'peak is already allocated memory); drop --compile or '
-                     '--device cuda')
+                     'peak is already allocated memory); drop --compile / '
+                     '--compare-compile or --device cuda')
     if args.live_memory and _glibc_in_use() is None:
         parser.error('--live-memory needs glibc >= 2.33 (mallinfo2)')
     if args.mode == 'backbone':
@@ -555,6 +572,9 @@ def validate(parser: argparse.ArgumentParser,
     if bool(args.config) == bool(args.compare):
         parser.error('model mode takes one CONFIG or --compare CONFIG_A '
                      'CONFIG_B')
+    if args.compare and args.compare_compile:
+        parser.error('--compare and --compare-compile each time two '
+                     'workloads; use one of them')
     try:
         paths = [resolve_config(c) for c in args.compare or [args.config]]
     except FileNotFoundError as e:
@@ -621,7 +641,9 @@ def summarize(args: argparse.Namespace, device: torch.device,
         float32_matmul_precision=torch.get_float32_matmul_precision(),
         batch=args.batch,
         input_size=list(args.input_size), warmup=args.warmup,
-        repeat=args.repeat, compile=args.compile, with_cp=args.with_cp,
+        repeat=args.repeat, compile=args.compile,
+        compare_compile=args.compare_compile, freezing=args.freezing,
+        with_cp=args.with_cp,
         load_avg_1min=dict(before=load[0], after=load[1]), gemm=gemm,
         workloads=results, warnings=warnings)
     if len(results) == 2:
@@ -672,9 +694,12 @@ def print_report(report: Dict[str, Any]) -> None:
 
     width = max(len(label) for label, _ in rows)
     cols = [max(len(v[i]) for _, v in rows) for i in range(len(works))]
+    compile_ = 'B' if report['compare_compile'] else report['compile']
+    if report['freezing']:
+        compile_ = f'{compile_} (freezing)'
     print(f'\n{report["task"]} {report["dtype"]}, batch {report["batch"]} x '
           f'3x{h}x{w}, {report["device_name"]}, {report["threads"]} threads, '
-          f'torch {report["torch"]}, compile={report["compile"]}, '
+          f'torch {report["torch"]}, compile={compile_}, '
           f'with_cp={report["with_cp"]}')
     print('1-min load average: {before:.2f} before, {after:.2f} after'.format(
         **report['load_avg_1min']))
@@ -723,12 +748,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     load_before = os.getloadavg()[0]
     before = {k: measure_gemm(gemm_size, d, device)
               for k, d in gemm_dtypes.items()}
+    variants = (False, True) if args.compare_compile else (args.compile, )
     if args.mode == 'backbone':
-        workloads = [backbone_workload(args, device)]
+        workloads = [backbone_workload(args, device, c) for c in variants]
     else:
-        workloads = [model_workload(p, args, device) for p in configs]
-    timings = time_workloads(workloads, args.warmup, args.repeat, device,
-                             args.live_memory)
+        workloads = [model_workload(p, args, device, c) for p in configs
+                     for c in variants]
+    with ExitStack() as stack:
+        if args.freezing:  # read when the first step compiles
+            import torch._inductor.config as inductor_config
+            stack.enter_context(inductor_config.patch(freezing=True))
+        timings = time_workloads(workloads, args.warmup, args.repeat,
+                                 device, args.live_memory)
     gemm = {}
     for k, d in gemm_dtypes.items():
         after = measure_gemm(gemm_size, d, device)
