@@ -387,9 +387,12 @@ class WindowLayout:
                 f'{self.h_win}x{self.w_win} regional grid at window {ws}.')
         self.pad_keep = None
         if self.pad_b or self.pad_r:
-            self.pad_keep = _window_keep(self.h_win, self.w_win, ws,
-                                         self.pad_b, self.pad_r,
-                                         local.device)
+            # torch.compile traces the builder once per input size; the
+            # cache serves eager calls
+            build = _window_keep.__wrapped__ \
+                if torch.compiler.is_compiling() else _window_keep
+            self.pad_keep = build(self.h_win, self.w_win, ws, self.pad_b,
+                                  self.pad_r, local.device)
 
     def to_windows(self, regional: Tensor, local: Tensor) -> Tensor:
         """NCHW regional and local maps -> ``(B, nW, 1 + ws * ws, C)``."""
