@@ -109,6 +109,21 @@ def test_backbone_compare_compile():
     assert not torch._inductor.config.freezing  # restored
 
 
+def test_compared_models_get_the_same_weights(monkeypatch):
+    """Eager and compiled variants are built from the same seed."""
+    draws = []
+
+    def workload(path, args, device, compiled):
+        draws.append((compiled, torch.rand(3).tolist()))
+        return benchmark.Workload(f'{path.stem} {compiled}', lambda: None, 1,
+                                  {})
+    monkeypatch.setattr(benchmark, 'model_workload', workload)
+    benchmark.main(['model', MASKRCNN, '--compare-compile', '--repeat', '1',
+                    *FAST])
+    assert [c for c, _ in draws] == [False, True]
+    assert draws[0][1] == draws[1][1]
+
+
 class LinearAttention(nn.Module):
     """Three projections and one cross-attention: 2 heads, L=5, S=7."""
 

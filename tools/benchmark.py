@@ -740,7 +740,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     device, configs = validate(parser, args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
     gemm_size = args.gemm_size or (8192 if device.type == 'cuda' else 2048)
     gemm_dtypes = {'fp32': torch.float32}
     if args.dtype == 'bf16':
@@ -749,11 +748,15 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     before = {k: measure_gemm(gemm_size, d, device)
               for k, d in gemm_dtypes.items()}
     variants = (False, True) if args.compare_compile else (args.compile, )
-    if args.mode == 'backbone':
-        workloads = [backbone_workload(args, device, c) for c in variants]
-    else:
-        workloads = [model_workload(p, args, device, c) for p in configs
-                     for c in variants]
+    workloads = []
+    for path in configs or [None]:
+        for compiled in variants:
+            # the same random weights for eager and compiled: a detector's
+            # cost depends on them (proposals, RoIs per FPN level)
+            torch.manual_seed(0)
+            workloads.append(
+                backbone_workload(args, device, compiled) if path is None
+                else model_workload(path, args, device, compiled))
     with ExitStack() as stack:
         if args.freezing:  # read when the first step compiles
             import torch._inductor.config as inductor_config
