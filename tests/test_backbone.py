@@ -205,6 +205,29 @@ def test_inference_fast_path_matches_autograd_path(monkeypatch):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-5)
 
 
+def test_inference_chunks_windows_on_cpu_only(monkeypatch):
+    """Cache-sized chunks are a CPU matter; other devices (here the meta
+    device, standing in for a GPU) take a block's windows at once."""
+    from mmregionvit.models import regionvit
+    sizes = []
+    local = regionvit.R2LBlock._local
+
+    def spy(self, x, mask, out=None):
+        sizes.append(x.shape[0])
+        return local(self, x, mask, out)
+    monkeypatch.setattr(regionvit.R2LBlock, '_local', spy)
+    monkeypatch.setattr(regionvit, '_CHUNK_TOKENS', 120)  # 2 windows/chunk
+    arch = dict(TINY, depth=[1, 1, 1, 1])
+    model = RegionViT(arch=arch).eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 100, 150))
+        cpu = list(sizes)
+        sizes.clear()
+        model.to('meta')(torch.empty(1, 3, 100, 150, device='meta'))
+    assert max(cpu) == 2 and len(cpu) > 4
+    assert len(sizes) == 4 and sum(sizes) == sum(cpu)
+
+
 def test_compiled_inference_matches_eager(monkeypatch):
     """torch.compile runs the chunked inference path and the output copy as
     eager does (several chunks, padded windows)."""

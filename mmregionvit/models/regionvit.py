@@ -349,14 +349,16 @@ class R2LBlock(nn.Module):
             x = self._local(x.view(b * nw, length, c), mask)
             return x.view(b, nw, length, c)
         # Inference, eager or compiled: windows are independent from here
-        # on, so run them in chunks whose activations stay in cache, each
-        # written straight into the output (same results).
+        # on, so a CPU runs them in chunks whose activations stay in cache,
+        # each written straight into the output (same results); a GPU takes
+        # them all at once.
         if pad_keep is not None:
             mask = mask.expand(b, -1, -1, -1, -1).flatten(0, 1)
         x = x.view(b * nw, length, c)
         regional = regional.view(b * nw, 1, c)
         out = torch.empty_like(x)
-        step = max(1, _CHUNK_TOKENS // length)
+        step = max(1, _CHUNK_TOKENS // length) \
+            if x.device.type == 'cpu' else b * nw
         for i in range(0, b * nw, step):
             chunk = torch.cat([regional[i:i + step], x[i:i + step, 1:]], 1)
             chunk_mask = mask if mask.shape[0] == 1 else mask[i:i + step]
