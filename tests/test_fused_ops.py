@@ -115,6 +115,15 @@ def test_norm_mlp_in_uneven_chunks_matches_autograd(monkeypatch, bf16):
         torch.testing.assert_close(g, r, rtol=tol, atol=tol)
 
 
+def test_norm_mlp_chunks_rows_on_cpu_only():
+    """Row chunks are a CPU matter; other devices (the meta device standing
+    in for a GPU) take all rows at once."""
+    rows = 3 * fused_ops._MLP_CHUNK_ROWS
+    assert fused_ops._chunk_rows(torch.empty(rows, 8)) \
+        == fused_ops._MLP_CHUNK_ROWS
+    assert fused_ops._chunk_rows(torch.empty(rows, 8, device='meta')) == rows
+
+
 @pytest.mark.parametrize('case, kept, plain_kept', [
     ('norm_linear', 1, 2),  # input | input, norm output
     ('norm_mlp', 5, 10),  # input, fc1 output | + norm and GELU outputs

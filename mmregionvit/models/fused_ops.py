@@ -95,10 +95,15 @@ class _NormLinear(torch.autograd.Function):
         return dx, None, dln_w, dln_b, dw, db
 
 
-# Rows per chunk of the MLP's training passes: its 4x-wide intermediates
-# then stay small (cache-sized, and below malloc's mmap threshold, so they
-# are not page-faulted in afresh each time).
+# Rows per chunk of the MLP's training passes on a CPU: its 4x-wide
+# intermediates then stay small (cache-sized, and below malloc's mmap
+# threshold, so they are not page-faulted in afresh each time). Other
+# devices take all rows at once.
 _MLP_CHUNK_ROWS = 2048
+
+
+def _chunk_rows(x: Tensor) -> int:
+    return _MLP_CHUNK_ROWS if x.device.type == 'cpu' else max(1, x.shape[0])
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -125,8 +130,9 @@ class _NormMlp(torch.autograd.Function):
         out = x2.new_empty(rows, w2.shape[0], dtype=dtype)
         # autocast's casts, made here: out= ops are not autocast
         w1c, b1c, w2c, b2c = (t.to(dtype) for t in (w1, b1, w2, b2))
-        for i in range(0, rows, _MLP_CHUNK_ROWS):
-            j = min(i + _MLP_CHUNK_ROWS, rows)
+        step = _chunk_rows(x2)
+        for i in range(0, rows, step):
+            j = min(i + step, rows)
             u, mean[i:j], rstd[i:j] = torch.native_layer_norm(
                 x2[i:j], (c, ), ln_w, ln_b, eps)
             torch.addmm(b1c, u.to(dtype), w1c.t(), out=h[i:j])
@@ -144,8 +150,9 @@ class _NormMlp(torch.autograd.Function):
         grads = [torch.zeros_like(ln_w), torch.zeros_like(ln_b),
                  torch.zeros_like(w1), w1.new_zeros(w1.shape[0]),
                  torch.zeros_like(w2), w2.new_zeros(w2.shape[0])]
-        for i in range(0, x2.shape[0], _MLP_CHUNK_ROWS):
-            j = min(i + _MLP_CHUNK_ROWS, x2.shape[0])
+        step = _chunk_rows(x2)
+        for i in range(0, x2.shape[0], step):
+            j = min(i + step, x2.shape[0])
             dg, dw2, db2 = _linear_grads(dy2[i:j], F.gelu(h[i:j]), w2)
             dh = torch.ops.aten.gelu_backward(dg, h[i:j])
             u = _norm(x2[i:j], mean[i:j], rstd[i:j], ln_w, ln_b)
