@@ -132,11 +132,11 @@ class _NormMlp(torch.autograd.Function):
         w1c, b1c, w2c, b2c = (t.to(dtype) for t in (w1, b1, w2, b2))
         step = _chunk_rows(x2)
         for i in range(0, rows, step):
-            j = min(i + step, rows)
-            u, mean[i:j], rstd[i:j] = torch.native_layer_norm(
-                x2[i:j], (c, ), ln_w, ln_b, eps)
-            torch.addmm(b1c, u.to(dtype), w1c.t(), out=h[i:j])
-            torch.addmm(b2c, F.gelu(h[i:j]), w2c.t(), out=out[i:j])
+            r = slice(i, i + step)
+            u, mean[r], rstd[r] = torch.native_layer_norm(
+                x2[r], (c, ), ln_w, ln_b, eps)
+            torch.addmm(b1c, u.to(dtype), w1c.t(), out=h[r])
+            torch.addmm(b2c, F.gelu(h[r]), w2c.t(), out=out[r])
         ctx.save_for_backward(x, mean, rstd, h, ln_w, ln_b, w1, w2)
         return out.view(*x.shape[:-1], -1)
 
@@ -152,14 +152,14 @@ class _NormMlp(torch.autograd.Function):
                  torch.zeros_like(w2), w2.new_zeros(w2.shape[0])]
         step = _chunk_rows(x2)
         for i in range(0, x2.shape[0], step):
-            j = min(i + step, x2.shape[0])
-            dg, dw2, db2 = _linear_grads(dy2[i:j], F.gelu(h[i:j]), w2)
-            dh = torch.ops.aten.gelu_backward(dg, h[i:j])
-            u = _norm(x2[i:j], mean[i:j], rstd[i:j], ln_w, ln_b)
+            r = slice(i, i + step)
+            dg, dw2, db2 = _linear_grads(dy2[r], F.gelu(h[r]), w2)
+            dh = torch.ops.aten.gelu_backward(dg, h[r])
+            u = _norm(x2[r], mean[r], rstd[r], ln_w, ln_b)
             du, dw1, db1 = _linear_grads(dh, u, w1)
-            dx[i:j], dln_w, dln_b = _layer_norm_backward(
-                du.to(x.dtype), x2[i:j], (c, ), mean[i:j], rstd[i:j], ln_w,
-                ln_b, [True] * 3)
+            dx[r], dln_w, dln_b = _layer_norm_backward(
+                du.to(x.dtype), x2[r], (c, ), mean[r], rstd[r], ln_w, ln_b,
+                [True] * 3)
             for total, part in zip(grads, (dln_w, dln_b, dw1, db1, dw2, db2)):
                 total += part
         return (dx.view_as(x), None, *grads)
