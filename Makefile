@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test env demo
+.PHONY: install test lint format env demo
 
 install: $(STAMP)
 
@@ -15,7 +15,19 @@ $(STAMP): tools/install.sh requirements/*.txt setup.py
 env: $(STAMP)
 	$(PY) tools/check_env.py
 
-test: $(STAMP)
+# OpenMMLab's style: flake8, isort and yapf (settings in setup.cfg)
+LINT_PATHS := mmregionvit tools tests configs setup.py
+
+lint: $(STAMP)
+	$(PY) -m flake8 $(LINT_PATHS)
+	$(PY) -m isort --check-only --diff $(LINT_PATHS)
+	$(PY) -m yapf --diff --recursive --parallel $(LINT_PATHS)
+
+format: $(STAMP)
+	$(PY) -m isort $(LINT_PATHS)
+	$(PY) -m yapf --in-place --recursive --parallel $(LINT_PATHS)
+
+test: lint
 	$(PY) -m pytest tests
 
 demo: $(STAMP)

@@ -1,7 +1,6 @@
 """Install mmregionvit (``pip install -e .``); tools/install.sh sets up the
 whole stack, mmcv's compiled ops included."""
 import os.path as osp
-
 from setuptools import find_packages, setup
 
 
@@ -36,8 +35,8 @@ setup(
     extras_require={
         'det': ['mmdet>=3.3.0,<3.4', 'pycocotools'],
         'seg': ['mmsegmentation>=1.2.2,<1.3'],
-        'pose': ['mmpose>=1.3.2,<1.4', 'xtcocotools', 'json_tricks',
-                 'munkres'],
+        'pose':
+        ['mmpose>=1.3.2,<1.4', 'xtcocotools', 'json_tricks', 'munkres'],
     },
     zip_safe=False,
 )

@@ -9,11 +9,18 @@ from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmregionvit',
-                  locations=['mmregionvit.models'])
-OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
-                          scope='mmregionvit',
-                          locations=['mmregionvit.engine'])
-VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS,
-                       scope='mmregionvit',
-                       locations=['mmregionvit.visualization'])
+MODELS = Registry(
+    'model',
+    parent=MMENGINE_MODELS,
+    scope='mmregionvit',
+    locations=['mmregionvit.models'])
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper',
+    parent=MMENGINE_OPTIM_WRAPPERS,
+    scope='mmregionvit',
+    locations=['mmregionvit.engine'])
+VISUALIZERS = Registry(
+    'visualizer',
+    parent=MMENGINE_VISUALIZERS,
+    scope='mmregionvit',
+    locations=['mmregionvit.visualization'])

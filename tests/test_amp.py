@@ -28,8 +28,10 @@ class Detector(nn.Module):
 
 def build(model=None, **kwargs):
     model = model or Detector()
-    cfg = dict(type='mmregionvit.AmpOptimWrapper',
-               optimizer=dict(type='SGD', lr=0.1), **kwargs)
+    cfg = dict(
+        type='mmregionvit.AmpOptimWrapper',
+        optimizer=dict(type='SGD', lr=0.1),
+        **kwargs)
     return model, build_optim_wrapper(model, cfg)
 
 
@@ -39,8 +41,10 @@ def test_backbone_in_bfloat16_and_a_real_scaler():
     dtypes = {}
 
     def record(name):
+
         def hook(module, inputs, output):
             dtypes[name] = output.dtype
+
         return hook
 
     for name in ('backbone.0', 'head'):

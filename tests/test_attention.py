@@ -5,14 +5,13 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mmregionvit.models import RegionViT
-from mmregionvit.models import attention
+from mmregionvit.models import RegionViT, attention
 from mmregionvit.models.attention import window_attention
 
 
 def _inputs(images, windows, heads, length, dim, group):
-    qkv = torch.randn(images * windows, length, 3, heads, dim,
-                      requires_grad=True)
+    qkv = torch.randn(
+        images * windows, length, 3, heads, dim, requires_grad=True)
     bias = torch.randn(1, heads, length, length, requires_grad=True)
     keep = torch.rand(group, 1, length, length) > 0.3
     keep[..., 0] = True  # every query keeps a key, as slot 0 does
@@ -62,8 +61,8 @@ def test_bfloat16_fused_close_to_float32(monkeypatch):
     assert 'aten::_scaled_dot_product_attention_math' not in ops
     assert fused[0].dtype == fused[1].dtype == torch.bfloat16
     assert fused[2].dtype == torch.float32
-    exact = _run(qkv.detach().float().requires_grad_(), bias, keep,
-                 fused=False)
+    exact = _run(
+        qkv.detach().float().requires_grad_(), bias, keep, fused=False)
     for a, b in zip(fused, exact):
         torch.testing.assert_close(a.float(), b, rtol=2e-2, atol=2e-2)
 
@@ -71,16 +70,21 @@ def test_bfloat16_fused_close_to_float32(monkeypatch):
 def test_backbone_gradients_unchanged():
     """A padded input (masks on) trains to the same gradients as with the
     math kernel everywhere."""
-    arch = dict(embed_dim=[16, 16, 32, 64, 128], num_heads=[1, 2, 4, 8],
-                depth=[1, 1, 1, 1], kernel_sizes=[7] * 4)
+    arch = dict(
+        embed_dim=[16, 16, 32, 64, 128],
+        num_heads=[1, 2, 4, 8],
+        depth=[1, 1, 1, 1],
+        kernel_sizes=[7] * 4)
     model = RegionViT(arch=arch, out_indices=(0, 1, 2, 3))
     x = torch.randn(2, 3, 100, 150)
 
     def grads():
         model.zero_grad()
         sum(o.square().mean() for o in model(x)).backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters()
-                if p.grad is not None}
+        return {
+            n: p.grad.clone()
+            for n, p in model.named_parameters() if p.grad is not None
+        }
 
     fused = grads()
     with sdpa_kernel(SDPBackend.MATH):
@@ -88,5 +92,5 @@ def test_backbone_gradients_unchanged():
     assert fused.keys() == reference.keys()
     assert any('rel_pos' in n for n in fused)
     for name in fused:
-        torch.testing.assert_close(fused[name], reference[name], rtol=1e-4,
-                                   atol=1e-5, msg=name)
+        torch.testing.assert_close(
+            fused[name], reference[name], rtol=1e-4, atol=1e-5, msg=name)

@@ -9,12 +9,20 @@ from mmengine.logging import MMLogger
 
 from mmregionvit.models import ARCH_SETTINGS, RegionViT, checkpoint_filter_fn
 
-TINY = dict(embed_dim=[16, 16, 32, 64, 128], num_heads=[1, 2, 4, 8],
-            depth=[1, 1, 2, 1], kernel_sizes=[7, 7, 7, 7])
+TINY = dict(
+    embed_dim=[16, 16, 32, 64, 128],
+    num_heads=[1, 2, 4, 8],
+    depth=[1, 1, 2, 1],
+    kernel_sizes=[7, 7, 7, 7])
 
 OFFICIAL_PARAMS = dict(
-    tiny=13_330_572, small=29_818_962, medium=40_448_250, base=71_724_024,
-    small_w14=30_587_058, small_w14_peg=30_600_018, base_w14=72_801_912,
+    tiny=13_330_572,
+    small=29_818_962,
+    medium=40_448_250,
+    base=71_724_024,
+    small_w14=30_587_058,
+    small_w14_peg=30_600_018,
+    base_w14=72_801_912,
     base_w14_peg=72_819_192)
 
 
@@ -86,8 +94,8 @@ def test_with_cp_gives_same_gradients(bf16):
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, g in grads[0].items():
         # the recomputation repeats the same ops, under the same autocast
-        torch.testing.assert_close(grads[1][name], g, rtol=1e-5, atol=1e-6,
-                                   msg=name)
+        torch.testing.assert_close(
+            grads[1][name], g, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_drop_path_rates():
@@ -119,8 +127,8 @@ def test_checkpoint_mismatch_lists_keys(tmp_path):
     sd['layers.3.block.1.mlp.fc1.weight'] = torch.zeros(3, 3)
     path = tmp_path / 'bad.pth'
     torch.save({'model': sd}, path)
-    model = RegionViT(arch=TINY, init_cfg=dict(type='Pretrained',
-                                               checkpoint=str(path)))
+    model = RegionViT(
+        arch=TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(KeyError) as info:
         model.init_weights()
     msg = str(info.value)
@@ -131,12 +139,15 @@ def test_checkpoint_mismatch_lists_keys(tmp_path):
 
 
 def test_classification_checkpoint_without_det_norms(tmp_path):
-    sd = {k: v for k, v in load_fixture('tiny3conv_w7')['state_dict'].items()
-          if not k[:5] in ('norm0', 'norm1', 'norm2', 'norm3')}
+    sd = {
+        k: v
+        for k, v in load_fixture('tiny3conv_w7')['state_dict'].items()
+        if not k[:5] in ('norm0', 'norm1', 'norm2', 'norm3')
+    }
     path = tmp_path / 'cls.pth'
     torch.save({'model': sd}, path)
-    model = RegionViT(arch=TINY, init_cfg=dict(type='Pretrained',
-                                               checkpoint=str(path)))
+    model = RegionViT(
+        arch=TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
     assert torch.equal(model.stages[0].out_norm.weight, torch.ones(16))
     torch.testing.assert_close(model.stages[1].blocks[0].attn.qkv.weight,
@@ -148,8 +159,9 @@ def test_window_size_conversion(tmp_path, capsys):
     path = tmp_path / 'w7.pth'
     torch.save({'model': sd}, path)
     MMLogger.get_instance('mmregionvit-test')
-    model = RegionViT(arch=dict(TINY, kernel_sizes=[14] * 4),
-                      init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model = RegionViT(
+        arch=dict(TINY, kernel_sizes=[14] * 4),
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
     assert 'window size change' in capsys.readouterr().out
     table = sd['layers.1.block.1.attn.rel_pos'].reshape(2, 1, 13, 13)
@@ -174,14 +186,16 @@ def test_peg_model_from_checkpoint_without_peg(tmp_path):
     fixture = load_fixture('tiny3conv_w7')
     path = tmp_path / 'nopeg.pth'
     torch.save({'model': fixture['state_dict']}, path)
-    plain = RegionViT(arch=TINY, init_cfg=dict(type='Pretrained',
-                                               checkpoint=str(path)))
-    peg = RegionViT(arch=dict(TINY, peg=True),
-                    init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    plain = RegionViT(
+        arch=TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    peg = RegionViT(
+        arch=dict(TINY, peg=True),
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     plain.init_weights()
     peg.init_weights()
-    assert all(torch.equal(s.peg.weight, torch.zeros_like(s.peg.weight))
-               for s in peg.stages)
+    assert all(
+        torch.equal(s.peg.weight, torch.zeros_like(s.peg.weight))
+        for s in peg.stages)
     x = fixture['cases'][0]['input']  # 112x112: no padded tokens to reset
     with torch.no_grad():
         for a, b in zip(plain.eval()(x), peg.eval()(x)):
@@ -215,6 +229,7 @@ def test_inference_chunks_windows_on_cpu_only(monkeypatch):
     def spy(self, x, mask, out=None):
         sizes.append(x.shape[0])
         return local(self, x, mask, out)
+
     monkeypatch.setattr(regionvit.R2LBlock, '_local', spy)
     monkeypatch.setattr(regionvit, '_CHUNK_TOKENS', 120)  # 2 windows/chunk
     arch = dict(TINY, depth=[1, 1, 1, 1])
@@ -316,10 +331,13 @@ def test_downsample_bf16_gradients_on_one_pixel_wide_maps(hw):
         down.zero_grad()
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
             y = down(x)
-        (y.float() ** 2).mean().backward()
+        (y.float()**2).mean().backward()
         return down[2].weight.grad.clone()
 
     exact = weight_grad(False)
     for _ in range(10):  # the kernel's error comes and goes
-        torch.testing.assert_close(weight_grad(True), exact, rtol=0,
-                                   atol=0.02 * exact.abs().max().item())
+        torch.testing.assert_close(
+            weight_grad(True),
+            exact,
+            rtol=0,
+            atol=0.02 * exact.abs().max().item())

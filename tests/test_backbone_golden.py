@@ -7,9 +7,11 @@ from mmregionvit.registry import MODELS
 
 
 def build_from_checkpoint(kwargs: dict, path: str):
-    model = MODELS.build(dict(
-        type='mmregionvit.RegionViT', arch=kwargs,
-        init_cfg=dict(type='Pretrained', checkpoint=path)))
+    model = MODELS.build(
+        dict(
+            type='mmregionvit.RegionViT',
+            arch=kwargs,
+            init_cfg=dict(type='Pretrained', checkpoint=path)))
     model.init_weights()
     return model.eval()
 
@@ -36,9 +38,12 @@ def test_checkpoint_layouts(layout, tmp_path):
     fixture = load_fixture('tiny3conv_w7')
     sd = fixture['state_dict']
     if layout == 'detectron2':
-        ckpt = {'model': {f'backbone.bottom_up.model.{k}': v
-                          for k, v in sd.items()
-                          if not k.startswith(('head.', 'norm.'))}}
+        ckpt = {
+            'model': {
+                f'backbone.bottom_up.model.{k}': v
+                for k, v in sd.items() if not k.startswith(('head.', 'norm.'))
+            }
+        }
     elif layout == 'plain':
         ckpt = sd
     else:
@@ -46,9 +51,15 @@ def test_checkpoint_layouts(layout, tmp_path):
         first = tmp_path / 'first.pth'
         torch.save(sd, first)
         model = build_from_checkpoint(fixture['official_kwargs'], str(first))
-        ckpt = {'state_dict': {f'backbone.{k}': v
-                               for k, v in model.state_dict().items()},
-                'meta': {'epoch': 1}}
+        ckpt = {
+            'state_dict': {
+                f'backbone.{k}': v
+                for k, v in model.state_dict().items()
+            },
+            'meta': {
+                'epoch': 1
+            }
+        }
     path = tmp_path / f'{layout}.pth'
     torch.save(ckpt, path)
     model = build_from_checkpoint(fixture['official_kwargs'], str(path))

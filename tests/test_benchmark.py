@@ -13,10 +13,10 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools'))
-import benchmark  # noqa: E402
+import benchmark
 
-from mmregionvit.models import RegionViT  # noqa: E402
-from mmregionvit.utils.complexity import count_macs  # noqa: E402
+from mmregionvit.models import RegionViT
+from mmregionvit.utils.complexity import count_macs
 
 # One thread: on a shared machine two OpenMP threads can wait on each other
 # for seconds per step.
@@ -24,9 +24,12 @@ FAST = ['--warmup', '1', '--gemm-size', '256', '--threads', '1']
 MASKRCNN = str(ROOT / 'configs/detection/maskrcnn_regionvit_s_coco.py')
 # Mask R-CNN at a fraction of its widths and RoI counts.
 MINI_MASKRCNN = [
-    'model.backbone.init_cfg=None', 'model.backbone.arch=tiny',
-    'model.neck.in_channels=[64,128,256,512]', 'model.neck.out_channels=32',
-    'model.rpn_head.in_channels=32', 'model.rpn_head.feat_channels=32',
+    'model.backbone.init_cfg=None',
+    'model.backbone.arch=tiny',
+    'model.neck.in_channels=[64,128,256,512]',
+    'model.neck.out_channels=32',
+    'model.rpn_head.in_channels=32',
+    'model.rpn_head.feat_channels=32',
     'model.roi_head.bbox_roi_extractor.out_channels=32',
     'model.roi_head.mask_roi_extractor.out_channels=32',
     'model.roi_head.bbox_head.in_channels=32',
@@ -48,8 +51,9 @@ def _keep_threads():
 
 def check_workload(work: dict, repeat: int) -> None:
     lat = work['latency_ms']
-    assert set(lat) == {'median', 'min', 'max', 'q1', 'q3', 'iqr', 'mean',
-                        'std'}
+    assert set(lat) == {
+        'median', 'min', 'max', 'q1', 'q3', 'iqr', 'mean', 'std'
+    }
     assert 0 < lat['min'] <= lat['q1'] <= lat['median'] <= lat['q3'] \
         <= lat['max']
     assert lat['iqr'] >= 0 and lat['std'] >= 0
@@ -62,8 +66,8 @@ def check_workload(work: dict, repeat: int) -> None:
     mem = work['memory']
     assert isinstance(mem['kind'], str)
     assert mem['peak_mb'] > 0 and mem['baseline_mb'] > 0
-    assert mem['peak_delta_mb'] == pytest.approx(mem['peak_mb']
-                                                 - mem['baseline_mb'])
+    assert mem['peak_delta_mb'] == pytest.approx(mem['peak_mb'] -
+                                                 mem['baseline_mb'])
     assert all(isinstance(n, int) for n in work['uncounted_ops'].values())
     assert 'aten::scaled_dot_product_attention' not in work['uncounted_ops']
     assert all(isinstance(n, str) for n in work['notes'])
@@ -71,9 +75,11 @@ def check_workload(work: dict, repeat: int) -> None:
 
 def test_backbone_report(tmp_path):
     out = tmp_path / 'report.json'
-    report = benchmark.main(['backbone', '--arch', 'tiny', '--input-size',
-                             '64', '64', '--repeat', '2', '--json', str(out),
-                             *FAST])
+    report = benchmark.main([
+        'backbone', '--arch', 'tiny', '--input-size', '64', '64', '--repeat',
+        '2', '--json',
+        str(out), *FAST
+    ])
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(report))
     assert (saved['mode'], saved['task'], saved['dtype'], saved['device']) \
@@ -95,12 +101,13 @@ def test_backbone_report(tmp_path):
 def test_backbone_compare_compile():
     """Eager (A) and compiled (B) alternate in one process."""
     torch._dynamo.reset()
-    report = benchmark.main(['backbone', '--arch', 'tiny', '--input-size',
-                             '64', '64', '--repeat', '2', '--compare-compile',
-                             '--freezing', *FAST])
+    report = benchmark.main([
+        'backbone', '--arch', 'tiny', '--input-size', '64', '64', '--repeat',
+        '2', '--compare-compile', '--freezing', *FAST
+    ])
     works = report['workloads']
-    assert [w['name'] for w in works] == ['RegionViT-tiny',
-                                          'RegionViT-tiny compiled']
+    assert [w['name']
+            for w in works] == ['RegionViT-tiny', 'RegionViT-tiny compiled']
     assert report['compare_compile'] and report['freezing']
     for work in works:
         check_workload(work, repeat=2)
@@ -117,9 +124,10 @@ def test_compared_models_get_the_same_weights(monkeypatch):
         draws.append((compiled, torch.rand(3).tolist()))
         return benchmark.Workload(f'{path.stem} {compiled}', lambda: None, 1,
                                   {})
+
     monkeypatch.setattr(benchmark, 'model_workload', workload)
-    benchmark.main(['model', MASKRCNN, '--compare-compile', '--repeat', '1',
-                    *FAST])
+    benchmark.main(
+        ['model', MASKRCNN, '--compare-compile', '--repeat', '1', *FAST])
     assert [c for c, _ in draws] == [False, True]
     assert draws[0][1] == draws[1][1]
 
@@ -134,8 +142,10 @@ class LinearAttention(nn.Module):
         self.v = nn.Linear(8, 8)  # head dim 4
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+
         def heads(t: torch.Tensor) -> torch.Tensor:
             return t.unflatten(-1, (2, -1)).transpose(1, 2)
+
         return F.scaled_dot_product_attention(
             heads(self.q(x)), heads(self.k(y)), heads(self.v(y)))
 
@@ -171,18 +181,18 @@ def test_resolve_package_config():
     (['model', 'mmdet::nope/nope.py'], 'config not found'),
     (['model', 'nopkg::a/b.py'], "package 'nopkg' is not installed"),
     (['model'], 'one CONFIG or --compare'),
-    (['model', MASKRCNN, '--compare', MASKRCNN, MASKRCNN],
-     'one CONFIG or --compare'),
+    (['model', MASKRCNN, '--compare', MASKRCNN, MASKRCNN
+      ], 'one CONFIG or --compare'),
     (['backbone', '--repeat', '0'], 'must be >= 1: repeat'),
     (['backbone', '--threads', '0'], 'must be >= 1: threads'),
     (['backbone', '--device', 'cuda'], 'CUDA is not available'),
     (['backbone', '--live-memory', '--compile'], 'drop --compile'),
     (['backbone', '--compile', '--compare-compile'], 'drop --compile'),
     (['backbone', '--freezing'], 'add --compile or --compare-compile'),
-    (['backbone', '--compile', '--freezing', '--task', 'train'],
-     '--task inference'),
-    (['model', '--compare', MASKRCNN, MASKRCNN, '--compare-compile'],
-     'use one of them'),
+    (['backbone', '--compile', '--freezing', '--task', 'train'
+      ], '--task inference'),
+    (['model', '--compare', MASKRCNN, MASKRCNN, '--compare-compile'
+      ], 'use one of them'),
 ])
 def test_bad_input(argv, message, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
@@ -205,9 +215,11 @@ def test_live_memory_sees_a_freed_allocation():
 
 def test_model_mode_train_mini_maskrcnn(tmp_path):
     out = tmp_path / 'report.json'
-    benchmark.main(['model', MASKRCNN, '--task', 'train', '--input-size',
-                    '64', '96', '--repeat', '1', '--json', str(out), *FAST,
-                    '--live-memory', '--cfg-options', *MINI_MASKRCNN])
+    benchmark.main([
+        'model', MASKRCNN, '--task', 'train', '--input-size', '64', '96',
+        '--repeat', '1', '--json',
+        str(out), *FAST, '--live-memory', '--cfg-options', *MINI_MASKRCNN
+    ])
     report = json.loads(out.read_text())
     assert (report['mode'], report['task']) == ('model', 'train')
     [work] = report['workloads']
@@ -223,10 +235,12 @@ def test_model_mode_train_mini_maskrcnn(tmp_path):
 
 def test_model_mode_compare(tmp_path):
     out = tmp_path / 'report.json'
-    benchmark.main(['model', '--compare', MASKRCNN, MASKRCNN,
-                    '--input-size', '64', '96', '--repeat', '2', '--json',
-                    str(out), *FAST, '--cfg-options', *MINI_MASKRCNN,
-                    'model.test_cfg.rcnn.score_thr=0.0'])
+    benchmark.main([
+        'model', '--compare', MASKRCNN, MASKRCNN, '--input-size', '64', '96',
+        '--repeat', '2', '--json',
+        str(out), *FAST, '--cfg-options', *MINI_MASKRCNN,
+        'model.test_cfg.rcnn.score_thr=0.0'
+    ])
     report = json.loads(out.read_text())
     assert len(report['workloads']) == 2
     for work in report['workloads']:
@@ -239,18 +253,22 @@ def test_model_mode_compare(tmp_path):
     assert compare['ms_per_gmac_ratio_b_over_a'] > 0
 
 
-@pytest.mark.parametrize('config, size, library', [
-    ('segmentation/upernet_regionvit_t_ade20k.py', ('64', '64'), 'mmseg'),
-    ('keypoint/td-hm_regionvit_t_coco-256x192.py', ('64', '64'), 'mmpose')])
+@pytest.mark.parametrize('config, size, library',
+                         [('segmentation/upernet_regionvit_t_ade20k.py',
+                           ('64', '64'), 'mmseg'),
+                          ('keypoint/td-hm_regionvit_t_coco-256x192.py',
+                           ('64', '64'), 'mmpose')])
 @pytest.mark.parametrize('task', ['inference', 'train'])
 def test_model_mode_segmentation_and_keypoints(config, size, library, task,
                                                tmp_path):
     pytest.importorskip(library)
     out = tmp_path / 'report.json'
-    benchmark.main(['model', str(ROOT / 'configs' / config), '--task', task,
-                    '--input-size', *size, '--batch', '2', '--repeat', '1',
-                    '--json', str(out), *FAST, '--cfg-options',
-                    'model.backbone.init_cfg=None'])
+    benchmark.main([
+        'model',
+        str(ROOT / 'configs' / config), '--task', task, '--input-size', *size,
+        '--batch', '2', '--repeat', '1', '--json',
+        str(out), *FAST, '--cfg-options', 'model.backbone.init_cfg=None'
+    ])
     [work] = json.loads(out.read_text())['workloads']
     check_workload(work, repeat=1)
     assert 'detections_per_image' not in work

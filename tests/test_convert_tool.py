@@ -16,9 +16,11 @@ def test_backbone_conversion_then_pretrained_load(tmp_path):
     assert convert_official.main([str(src), str(dst)]) == 0
     saved = torch.load(dst, weights_only=True)
     assert saved['meta']['kind'] == 'backbone'
-    assert not any(k.startswith(('head.', 'norm.')) for k in saved['state_dict'])
-    model = RegionViT(arch=fixture['official_kwargs'],
-                      init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
+    assert not any(
+        k.startswith(('head.', 'norm.')) for k in saved['state_dict'])
+    model = RegionViT(
+        arch=fixture['official_kwargs'],
+        init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
     model.init_weights()
     case = fixture['cases'][1]
     with torch.no_grad():
@@ -31,8 +33,8 @@ def test_window_size_conversion(tmp_path):
     fixture = load_fixture('tiny3conv_w7')
     src, dst = tmp_path / 'w7.pth', tmp_path / 'w14.pth'
     torch.save({'model': fixture['state_dict']}, src)
-    assert convert_official.main([str(src), str(dst), '--window-size',
-                                  '14']) == 0
+    assert convert_official.main([str(src),
+                                  str(dst), '--window-size', '14']) == 0
     sd = torch.load(dst, weights_only=True)['state_dict']
     assert sd['regional_embed.weight'].shape[-2:] == (56, 56)
     assert sd['stages.3.blocks.0.attn.rel_pos'].shape == (8, 27 * 27)
@@ -46,8 +48,9 @@ def test_detector_conversion_checked_against_config(tmp_path, capsys):
     mini_detector_cfg('retinanet', fixture).dump(str(cfg_path))
     src, dst = tmp_path / 'd2.pth', tmp_path / 'mm.pth'
     torch.save(fixture['checkpoint'], src)
-    assert convert_official.main([str(src), str(dst), '--config',
-                                  str(cfg_path)]) == 0
+    assert convert_official.main(
+        [str(src), str(dst), '--config',
+         str(cfg_path)]) == 0
     model = build_detector(mini_detector_cfg('retinanet', fixture))
     model.load_state_dict(torch.load(dst, weights_only=True)['state_dict'])
     # a config that does not fit is refused, and nothing is written
@@ -55,7 +58,8 @@ def test_detector_conversion_checked_against_config(tmp_path, capsys):
     bad.model.bbox_head.num_classes = 80
     bad.dump(str(cfg_path))
     out = tmp_path / 'never.pth'
-    assert convert_official.main([str(src), str(out), '--config',
-                                  str(cfg_path)]) == 1
+    assert convert_official.main(
+        [str(src), str(out), '--config',
+         str(cfg_path)]) == 1
     assert 'shape mismatch' in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob('*.part'))

@@ -1,4 +1,4 @@
-"""Tests for the synthetic shapes dataset generator (tools/make_demo_data.py)."""
+"""The synthetic shapes dataset generator (tools/make_demo_data.py)."""
 import json
 import os
 from pathlib import Path
@@ -26,8 +26,9 @@ def dataset(tmp_path_factory) -> Path:
 def test_instances(dataset: Path, split: str) -> None:
     coco = COCO(str(dataset / 'annotations' / f'instances_{split}.json'))
     assert len(coco.getImgIds()) == ARGS[f'num_{split}']
-    assert {c['name'] for c in coco.loadCats(coco.getCatIds())} == {
-        'circle', 'triangle', 'rectangle'}
+    assert {c['name']
+            for c in coco.loadCats(coco.getCatIds())
+            } == {'circle', 'triangle', 'rectangle'}
     if split == 'train':
         used = {a['category_id'] for a in coco.dataset['annotations']}
         assert used == {1, 2, 3}
@@ -38,9 +39,11 @@ def test_instances(dataset: Path, split: str) -> None:
         assert 1 <= len(anns) <= 6
         for ann in anns:
             assert ann['iscrowd'] == 0 and ann['area'] >= 40
-            assert ann['segmentation'] and all(len(p) >= 6 for p in ann['segmentation'])
+            assert ann['segmentation'] and all(
+                len(p) >= 6 for p in ann['segmentation'])
             rle = mask_utils.merge(
-                mask_utils.frPyObjects(ann['segmentation'], img['height'], img['width']))
+                mask_utils.frPyObjects(ann['segmentation'], img['height'],
+                                       img['width']))
             # contours run through pixel centres: a shape loses up to about
             # half a pixel along its outline
             outline = sum(
@@ -57,9 +60,11 @@ def test_instances(dataset: Path, split: str) -> None:
 def test_semantic_maps(dataset: Path, split: str) -> None:
     coco = COCO(str(dataset / 'annotations' / f'instances_{split}.json'))
     for img in coco.loadImgs(coco.getImgIds()):
-        labels = cv2.imread(str(dataset / 'ann_dir' / split / img['file_name']),
-                            cv2.IMREAD_UNCHANGED)
-        assert labels.dtype == np.uint8 and labels.shape == (img['height'], img['width'])
+        labels = cv2.imread(
+            str(dataset / 'ann_dir' / split / img['file_name']),
+            cv2.IMREAD_UNCHANGED)
+        assert labels.dtype == np.uint8 and labels.shape == (img['height'],
+                                                             img['width'])
         assert set(np.unique(labels).tolist()) <= {0, 1, 2, 3}
         # every annotated instance's pixels carry its class
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=img['id'])):
@@ -70,7 +75,7 @@ def test_semantic_maps(dataset: Path, split: str) -> None:
 @pytest.mark.parametrize('split', ['train', 'val'])
 def test_keypoints(dataset: Path, split: str) -> None:
     coco = COCO(str(dataset / 'annotations' / f'keypoints_{split}.json'))
-    (cat,) = coco.loadCats(coco.getCatIds())
+    (cat, ) = coco.loadCats(coco.getCatIds())
     assert cat['keypoints'] == ['top', 'right', 'bottom', 'left']
     assert coco.dataset['annotations']
     size = ARGS['size']
@@ -81,8 +86,10 @@ def test_keypoints(dataset: Path, split: str) -> None:
         x, y, w, h = ann['bbox']
         assert 0 <= x and 0 <= y and x + w <= size and y + h <= size
         top, right, bottom, left = kpts[:, :2]
-        assert top[1] <= min(right[1], left[1]) and bottom[1] >= max(right[1], left[1])
-        assert left[0] <= min(top[0], bottom[0]) and right[0] >= max(top[0], bottom[0])
+        assert top[1] <= min(right[1], left[1]) and bottom[1] >= max(
+            right[1], left[1])
+        assert left[0] <= min(top[0], bottom[0]) and right[0] >= max(
+            top[0], bottom[0])
 
 
 def test_meta(dataset: Path) -> None:
@@ -103,16 +110,21 @@ def test_reuse_and_refuse(tmp_path: Path) -> None:
     assert meta_file.stat().st_mtime_ns == mtime
     with pytest.raises(FileExistsError, match='--force'):
         make_demo_data.generate(str(out), **dict(args, seed=args['seed'] + 1))
-    make_demo_data.generate(str(out), **dict(args, seed=args['seed'] + 1), force=True)
-    assert json.loads(meta_file.read_text())['params']['seed'] == args['seed'] + 1
-    assert [p.name for p in tmp_path.iterdir()] == ['shapes']  # no leftover temp dirs
+    make_demo_data.generate(
+        str(out), **dict(args, seed=args['seed'] + 1), force=True)
+    assert json.loads(
+        meta_file.read_text())['params']['seed'] == args['seed'] + 1
+    assert [p.name
+            for p in tmp_path.iterdir()] == ['shapes']  # no leftover temp dirs
 
 
 def test_deterministic(tmp_path: Path, dataset: Path) -> None:
     out = tmp_path / 'again'
     make_demo_data.generate(str(out), **ARGS)
     for name in os.listdir(dataset / 'annotations'):
-        assert (out / 'annotations' / name).read_bytes() == (
-            dataset / 'annotations' / name).read_bytes()
-    assert (out / 'train' / '000000.png').read_bytes() == (
-        dataset / 'train' / '000000.png').read_bytes()
+        assert (out / 'annotations' /
+                name).read_bytes() == (dataset / 'annotations' /
+                                       name).read_bytes()
+    assert (out / 'train' /
+            '000000.png').read_bytes() == (dataset / 'train' /
+                                           '000000.png').read_bytes()

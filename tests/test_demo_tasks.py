@@ -18,10 +18,12 @@ def loader_options(data: str, batch_size: int) -> dict:
     """Every dataloader on ``data``, in this process, small batches."""
     opts = {}
     for split in ('train', 'val', 'test'):
-        opts.update({f'{split}_dataloader.dataset.data_root': f'{data}/',
-                     f'{split}_dataloader.num_workers': 0,
-                     f'{split}_dataloader.persistent_workers': False,
-                     f'{split}_dataloader.batch_size': batch_size})
+        opts.update({
+            f'{split}_dataloader.dataset.data_root': f'{data}/',
+            f'{split}_dataloader.num_workers': 0,
+            f'{split}_dataloader.persistent_workers': False,
+            f'{split}_dataloader.batch_size': batch_size
+        })
     return opts
 
 
@@ -33,10 +35,12 @@ def seg_options(data: str) -> dict:
 def pose_options(data: str) -> dict:
     """Overrides pointing the demo keypoint config at ``data``."""
     ann = f'{data}/annotations/keypoints_val.json'
-    return dict(loader_options(data, 4),
-                **{'train_cfg.max_iters': ITERS,
-                   'val_evaluator.ann_file': ann,
-                   'test_evaluator.ann_file': ann})
+    return dict(
+        loader_options(data, 4), **{
+            'train_cfg.max_iters': ITERS,
+            'val_evaluator.ann_file': ann,
+            'test_evaluator.ann_file': ann
+        })
 
 
 # task: (library, config, overrides, a metric of runner.test())
@@ -53,8 +57,8 @@ def test_tools_train_test_and_infer(task, tmp_path, monkeypatch):
     data = tiny_shapes(tmp_path / 'shapes')
     cli = ['--cfg-options', *as_cli(options(data))]
     work = tmp_path / 'work'
-    assert load_tool('train').main([config, '--work-dir', str(work),
-                                    *cli]) == 0
+    assert load_tool('train').main([config, '--work-dir',
+                                    str(work), *cli]) == 0
     checkpoint = work / f'iter_{ITERS}.pth'
     assert checkpoint.is_file()
 
@@ -67,16 +71,20 @@ def test_tools_train_test_and_infer(task, tmp_path, monkeypatch):
         return results[-1]
 
     monkeypatch.setattr(Runner, 'test', spy)
-    assert load_tool('test').main([config, str(checkpoint), '--work-dir',
-                                   str(tmp_path / 'test'), *cli]) == 0
+    assert load_tool('test').main(
+        [config,
+         str(checkpoint), '--work-dir',
+         str(tmp_path / 'test'), *cli]) == 0
     (metrics, ) = results
     assert isinstance(metrics[key], (float, np.floating))
     assert math.isfinite(metrics[key])
 
     image = sorted((Path(data) / 'val').glob('*.png'))[0]
     out = tmp_path / 'out'
-    assert load_tool('infer').main([config, str(checkpoint), str(image),
-                                    '--out-dir', str(out)]) == 0
+    assert load_tool('infer').main(
+        [config, str(checkpoint),
+         str(image), '--out-dir',
+         str(out)]) == 0
     assert (out / 'vis' / image.name).is_file()
 
 
@@ -86,14 +94,23 @@ def test_short_detection_demo_trains_and_evaluates(tmp_path):
     pytest.importorskip('mmdet')
     demo = load_tool('demo')
     iters = 20
-    options = {'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters,
-               'param_scheduler.0.end': 5, 'param_scheduler.1.begin': 5,
-               'param_scheduler.1.end': iters}
+    options = {
+        'train_cfg.max_iters': iters,
+        'train_cfg.val_interval': iters,
+        'param_scheduler.0.end': 5,
+        'param_scheduler.1.begin': 5,
+        'param_scheduler.1.end': iters
+    }
     for split in ('train', 'test'):
-        options.update({f'{split}_dataloader.num_workers': 0,
-                        f'{split}_dataloader.persistent_workers': False})
-    out = demo.run('det', work_dir=str(tmp_path / 'work'),
-                   data_root=str(tmp_path / 'shapes'), cfg_options=options)
+        options.update({
+            f'{split}_dataloader.num_workers': 0,
+            f'{split}_dataloader.persistent_workers': False
+        })
+    out = demo.run(
+        'det',
+        work_dir=str(tmp_path / 'work'),
+        data_root=str(tmp_path / 'shapes'),
+        cfg_options=options)
     losses = out['losses']
     assert len(losses) == iters
     assert losses[-5:].mean() < 0.8 * losses[:5].mean(), losses

@@ -6,14 +6,13 @@ import pytest
 import torch
 
 pytest.importorskip('mmdet')
-from conftest import load_fixture  # noqa: E402
-from detection_helpers import (ROOT, build_detector,  # noqa: E402
-                               mini_detector_cfg)
-from mmengine.config import Config  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
+from conftest import load_fixture
+from detection_helpers import ROOT, build_detector, mini_detector_cfg
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
 
-CONFIGS = sorted(Path(p).name
-                 for p in glob.glob(str(ROOT / 'configs/detection/*.py')))
+CONFIGS = sorted(
+    Path(p).name for p in glob.glob(str(ROOT / 'configs/detection/*.py')))
 ONE_X = [c for c in CONFIGS if c.endswith('_coco.py') and 'ms-3x' not in c]
 # Official model-zoo sizes in millions (80 COCO classes).
 OFFICIAL_PARAMS = {
@@ -75,20 +74,22 @@ def synthetic_batch(model, num_images=2, size=(96, 128)):
     h, w = size
     inputs, samples = [], []
     for _ in range(num_images):
-        inputs.append(torch.randint(0, 255, (3, h, w), generator=gen,
-                                    dtype=torch.uint8))
+        inputs.append(
+            torch.randint(0, 255, (3, h, w), generator=gen, dtype=torch.uint8))
         boxes = torch.tensor([[10., 12., 60., 70.], [50., 20., 120., 90.]])
         masks = torch.zeros(2, h, w, dtype=torch.uint8)
         for i, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
             masks[i, y1:y2, x1:x2] = 1
-        sample = DetDataSample(metainfo=dict(
-            img_shape=size, ori_shape=size, scale_factor=(1.0, 1.0)))
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=size, ori_shape=size, scale_factor=(1.0, 1.0)))
         sample.gt_instances = InstanceData(
-            bboxes=boxes, labels=torch.tensor([1, 5]),
+            bboxes=boxes,
+            labels=torch.tensor([1, 5]),
             masks=BitmapMasks(masks.numpy(), h, w))
         samples.append(sample)
-    return model.data_preprocessor(dict(inputs=inputs, data_samples=samples),
-                                   True)
+    return model.data_preprocessor(
+        dict(inputs=inputs, data_samples=samples), True)
 
 
 @pytest.mark.parametrize('kind', ['maskrcnn', 'retinanet'])
@@ -125,11 +126,15 @@ def test_no_weight_decay_on_norms_and_rel_pos():
     cfg.model.neck.in_channels = [24, 48, 96, 192]
     model = build_detector(cfg)
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
-    decay = {id(p): g['weight_decay'] for g in optim.param_groups
-             for p in g['params']}
+    decay = {
+        id(p): g['weight_decay']
+        for g in optim.param_groups
+        for p in g['params']
+    }
     named = dict(model.named_parameters())
     assert decay[id(named['backbone.stages.0.blocks.0.attn.rel_pos'])] == 0
-    assert decay[id(named['backbone.stages.0.blocks.0.local_norm.weight'])] == 0
+    assert decay[id(
+        named['backbone.stages.0.blocks.0.local_norm.weight'])] == 0
     assert decay[id(named['backbone.stages.1.out_norm.bias'])] == 0
     assert decay[id(named['backbone.stages.0.blocks.0.attn.qkv.weight'])] \
         == 0.05

@@ -4,12 +4,12 @@ import torch
 from conftest import load_fixture
 
 pytest.importorskip('mmdet')
-from detection_helpers import (build_detector, mini_detector_cfg,  # noqa: E402
-                               predict_raw)
-from mmdet.structures.bbox import bbox2roi  # noqa: E402
+from detection_helpers import build_detector, mini_detector_cfg, predict_raw
+from mmdet.structures.bbox import bbox2roi
 
-from mmregionvit.models.detectron2_checkpoint import (  # noqa: E402
-    check_against_model, convert_detectron2, retinanet_anchor_order)
+from mmregionvit.models.detectron2_checkpoint import (check_against_model,
+                                                      convert_detectron2,
+                                                      retinanet_anchor_order)
 
 FIXTURES = dict(maskrcnn='d2_maskrcnn_shared', retinanet='d2_retinanet_shared')
 
@@ -47,25 +47,26 @@ def test_heads(converted):
     with torch.no_grad():
         if kind == 'maskrcnn':
             objectness, deltas = model.rpn_head(feats)
-            for i, (a, b) in enumerate(zip(objectness,
-                                           fixture['rpn_objectness'])):
+            for i, (a, b) in enumerate(
+                    zip(objectness, fixture['rpn_objectness'])):
                 assert_close(a, b, what=f'rpn objectness {i}')
             for i, (a, b) in enumerate(zip(deltas, fixture['rpn_deltas'])):
                 assert_close(a, b, what=f'rpn deltas {i}')
             rois = bbox2roi([fixture['boxes']])
             box = model.roi_head._bbox_forward(feats[:4], rois)
-            assert_close(box['cls_score'], fixture['box_scores'],
-                         what='box scores (background last)')
-            assert_close(box['bbox_pred'], fixture['box_deltas'],
-                         what='box deltas')
+            assert_close(
+                box['cls_score'],
+                fixture['box_scores'],
+                what='box scores (background last)')
+            assert_close(
+                box['bbox_pred'], fixture['box_deltas'], what='box deltas')
             mask = model.roi_head._mask_forward(feats[:4], rois)
-            assert_close(mask['mask_preds'], fixture['mask_logits'],
-                         what='mask logits')
+            assert_close(
+                mask['mask_preds'], fixture['mask_logits'], what='mask logits')
         else:
             cls_scores, bbox_preds = model.bbox_head(feats)
             order = retinanet_anchor_order(3, 3)
-            for i, (a, b) in enumerate(zip(cls_scores,
-                                           fixture['cls_logits'])):
+            for i, (a, b) in enumerate(zip(cls_scores, fixture['cls_logits'])):
                 b = b.unflatten(1, (9, -1))[:, order].flatten(1, 2)
                 assert_close(a, b, what=f'cls logits {i}')
             for i, (a, b) in enumerate(zip(bbox_preds, fixture['bbox_reg'])):
@@ -86,8 +87,11 @@ def test_end_to_end_detections(converted):
 def test_anchor_order_matches_mmdet_generator():
     """detectron2's size-major cell anchors, reordered, are mmdet's."""
     from mmdet.models.task_modules.prior_generators import AnchorGenerator
-    gen = AnchorGenerator(strides=[8], ratios=[0.5, 1.0, 2.0],
-                          octave_base_scale=4, scales_per_octave=3)
+    gen = AnchorGenerator(
+        strides=[8],
+        ratios=[0.5, 1.0, 2.0],
+        octave_base_scale=4,
+        scales_per_octave=3)
     d2 = []
     for size in [32 * 2**(i / 3) for i in range(3)]:
         for ratio in (0.5, 1.0, 2.0):
@@ -108,7 +112,8 @@ def test_unmapped_and_missing_keys_are_errors():
     model = build_detector(mini_detector_cfg('maskrcnn', fixture))
     converted = convert_detectron2(fixture['checkpoint'])
     del converted['rpn_head.rpn_conv.bias']
-    with pytest.raises(KeyError, match=r"missing \['rpn_head.rpn_conv.bias'\]"):
+    with pytest.raises(
+            KeyError, match=r"missing \['rpn_head.rpn_conv.bias'\]"):
         check_against_model(converted, model)
     with pytest.raises(ValueError, match='neither'):
         convert_detectron2({'model': {'fc.weight': torch.zeros(1)}})

@@ -33,9 +33,8 @@ def saved_bytes(fn):
 
 def _norm_linear():
     norm, layer = _norm(nn.LayerNorm, 16), nn.Linear(16, 48)
-    return (lambda x: norm_linear(x, norm, layer),
-            lambda x: layer(norm(x)), [*norm.parameters(),
-                                       *layer.parameters()], (3, 5, 16))
+    return (lambda x: norm_linear(x, norm, layer), lambda x: layer(norm(x)),
+            [*norm.parameters(), *layer.parameters()], (3, 5, 16))
 
 
 def _norm_mlp():
@@ -49,14 +48,15 @@ def _norm_gelu_conv(groups=1, stride=2):
     norm = _norm(LayerNorm2d, 8)
     conv = nn.Conv2d(8, 16, 3, stride, 1, groups=groups)
     return (lambda x: norm_gelu_conv(x, norm, conv),
-            lambda x: conv(F.gelu(norm(x))), [*norm.parameters(),
-                                              *conv.parameters()],
-            (2, 8, 9, 11))
+            lambda x: conv(F.gelu(norm(x))),
+            [*norm.parameters(), *conv.parameters()], (2, 8, 9, 11))
 
 
-CASES = dict(norm_linear=_norm_linear, norm_mlp=_norm_mlp,
-             norm_gelu_conv=_norm_gelu_conv,
-             norm_gelu_conv_grouped=lambda: _norm_gelu_conv(8, 1))
+CASES = dict(
+    norm_linear=_norm_linear,
+    norm_mlp=_norm_mlp,
+    norm_gelu_conv=_norm_gelu_conv,
+    norm_gelu_conv_grouped=lambda: _norm_gelu_conv(8, 1))
 
 
 @pytest.mark.parametrize('case', sorted(CASES))
@@ -124,11 +124,13 @@ def test_norm_mlp_chunks_rows_on_cpu_only():
     assert fused_ops._chunk_rows(torch.empty(rows, 8, device='meta')) == rows
 
 
-@pytest.mark.parametrize('case, kept, plain_kept', [
-    ('norm_linear', 1, 2),  # input | input, norm output
-    ('norm_mlp', 5, 10),  # input, fc1 output | + norm and GELU outputs
-    ('norm_gelu_conv', 1, 3),  # input | input, norm and GELU outputs
-])
+@pytest.mark.parametrize(
+    'case, kept, plain_kept',
+    [
+        ('norm_linear', 1, 2),  # input | input, norm output
+        ('norm_mlp', 5, 10),  # input, fc1 output | + norm and GELU outputs
+        ('norm_gelu_conv', 1, 3),  # input | input, norm and GELU outputs
+    ])
 def test_keeps_less_for_backward(case, kept, plain_kept):
     fused, plain, params, shape = CASES[case]()
     x = torch.randn(64, *shape[1:], requires_grad=True)
@@ -143,15 +145,19 @@ def test_keeps_less_for_backward(case, kept, plain_kept):
 
 def test_conv_it_cannot_recompute_is_refused():
     with pytest.raises(ValueError, match='bias'):
-        norm_gelu_conv(torch.randn(1, 8, 4, 4), LayerNorm2d(8),
-                       nn.Conv2d(8, 8, 3, padding=1, bias=False))
+        norm_gelu_conv(
+            torch.randn(1, 8, 4, 4), LayerNorm2d(8),
+            nn.Conv2d(8, 8, 3, padding=1, bias=False))
 
 
 def test_backbone_gradients_equal_plain_autograd(monkeypatch):
     """The whole backbone (3conv stem, strided downsampling, padded windows)
     trains to the gradients of the plain modules, and keeps less."""
-    arch = dict(embed_dim=[16, 16, 32, 64, 128], num_heads=[1, 2, 4, 8],
-                depth=[1, 1, 1, 1], kernel_sizes=[7] * 4)
+    arch = dict(
+        embed_dim=[16, 16, 32, 64, 128],
+        num_heads=[1, 2, 4, 8],
+        depth=[1, 1, 1, 1],
+        kernel_sizes=[7] * 4)
     model = RegionViT(arch=arch)
     x = torch.randn(2, 3, 100, 150, requires_grad=True)
 
@@ -169,8 +175,8 @@ def test_backbone_gradients_equal_plain_autograd(monkeypatch):
     assert kept < 0.8 * plain_kept
     torch.testing.assert_close(dx, plain_dx, rtol=1e-4, atol=1e-6)
     for name, g in grads.items():
-        torch.testing.assert_close(g, reference[name], rtol=1e-4, atol=1e-5,
-                                   msg=name)
+        torch.testing.assert_close(
+            g, reference[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_block_keeps_no_view_of_its_input():
@@ -195,8 +201,11 @@ def test_backbone_bf16_autocast_gradients(monkeypatch):
     backward keep less than the plain autocast path, and their gradients
     are as close to float32's as the plain path's."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    arch = dict(embed_dim=[16, 16, 32, 64, 128], num_heads=[1, 2, 4, 8],
-                depth=[1, 1, 1, 1], kernel_sizes=[7] * 4)
+    arch = dict(
+        embed_dim=[16, 16, 32, 64, 128],
+        num_heads=[1, 2, 4, 8],
+        depth=[1, 1, 1, 1],
+        kernel_sizes=[7] * 4)
     torch.manual_seed(0)
     model = RegionViT(arch=arch)
     x = torch.randn(2, 3, 100, 150)
@@ -209,8 +218,7 @@ def test_backbone_bf16_autocast_gradients(monkeypatch):
             kept = saved_bytes(lambda: setattr(run, 'outs', model(x)))
         sum((o.float() * w).mean() for o, w in zip(run.outs, weights)) \
             .backward()
-        return kept, torch.cat([p.grad.flatten()
-                                for p in model.parameters()])
+        return kept, torch.cat([p.grad.flatten() for p in model.parameters()])
 
     _, exact = run(bf16=False)
     kept, fused = run()

@@ -6,15 +6,18 @@ import mmregionvit  # noqa: F401
 from mmregionvit.models import RegionViT
 from mmregionvit.registry import MODELS
 
-ARCH = dict(embed_dim=[16, 16, 32, 64, 128], num_heads=[1, 2, 4, 8],
-            depth=[1, 1, 1, 1], kernel_sizes=[7] * 4)
+ARCH = dict(
+    embed_dim=[16, 16, 32, 64, 128],
+    num_heads=[1, 2, 4, 8],
+    depth=[1, 1, 1, 1],
+    kernel_sizes=[7] * 4)
 
 
 @pytest.mark.parametrize('library', ['mmdet', 'mmseg', 'mmpose'])
 def test_build_from_library_registry(library):
     registry = pytest.importorskip(f'{library}.registry').MODELS
-    model = registry.build(dict(type='mmregionvit.RegionViT', arch=ARCH,
-                                out_indices=(3, )))
+    model = registry.build(
+        dict(type='mmregionvit.RegionViT', arch=ARCH, out_indices=(3, )))
     assert type(model) is RegionViT
     with torch.no_grad():
         (out, ) = model.eval()(torch.randn(1, 3, 64, 64))

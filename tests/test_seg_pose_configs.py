@@ -17,15 +17,18 @@ SEG_DIR = ROOT / 'configs' / 'segmentation'
 POSE_DIR = ROOT / 'configs' / 'keypoint'
 # the COCO/ADE20K recipes; the demo configs (tests/test_demo_tasks.py) and
 # the demo's keypoint dataset info are not recipes
-SEG_CONFIGS = sorted(p.name for p in SEG_DIR.glob('*.py')
-                     if 'demo_shapes' not in p.name)
-POSE_CONFIGS = sorted(p.name for p in POSE_DIR.glob('*.py')
-                      if 'demo_shapes' not in p.name
-                      and not p.name.endswith('_info.py'))
+SEG_CONFIGS = sorted(
+    p.name for p in SEG_DIR.glob('*.py') if 'demo_shapes' not in p.name)
+POSE_CONFIGS = sorted(
+    p.name for p in POSE_DIR.glob('*.py')
+    if 'demo_shapes' not in p.name and not p.name.endswith('_info.py'))
 
 # A reduced RegionViT for the training steps; its stage channels follow.
-MINI_ARCH = dict(embed_dim=[16, 16, 32, 64, 128], num_heads=[1, 2, 4, 8],
-                 depth=[1, 1, 1, 1], kernel_sizes=[7] * 4)
+MINI_ARCH = dict(
+    embed_dim=[16, 16, 32, 64, 128],
+    num_heads=[1, 2, 4, 8],
+    depth=[1, 1, 1, 1],
+    kernel_sizes=[7] * 4)
 MINI_CH = MINI_ARCH['embed_dim'][1:]
 
 # configs also run once at their real widths
@@ -77,19 +80,23 @@ def assert_no_decay_on_norms_and_rel_pos(model, optim_wrapper) -> None:
 
 # ---------------------------------------------------------------- mmseg ---
 
+
 def seg_batch(num: int, size: int, num_classes: int, seed: int = 0) -> dict:
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     g = torch.Generator().manual_seed(seed)
     inputs, samples = [], []
     for _ in range(num):
-        inputs.append(torch.randint(0, 256, (3, size, size), generator=g,
-                                    dtype=torch.uint8))
+        inputs.append(
+            torch.randint(
+                0, 256, (3, size, size), generator=g, dtype=torch.uint8))
         label = torch.randint(0, num_classes, (1, size, size), generator=g)
         label[:, :4] = 255  # some ignored pixels
-        sample = SegDataSample(metainfo=dict(
-            img_shape=(size, size), ori_shape=(size, size),
-            pad_shape=(size, size)))
+        sample = SegDataSample(
+            metainfo=dict(
+                img_shape=(size, size),
+                ori_shape=(size, size),
+                pad_shape=(size, size)))
         sample.gt_sem_seg = PixelData(data=label)
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
@@ -183,9 +190,12 @@ def test_seg_tta_pipeline_scales_the_test_scale(tmp_path):
     mmcv.imwrite(img, str(tmp_path / 'a.png'))
     mmcv.imwrite(label, str(tmp_path / 'a_seg.png'))
     pipeline = Compose(cfg.tta_pipeline)
-    out = pipeline(dict(img_path=str(tmp_path / 'a.png'),
-                        seg_map_path=str(tmp_path / 'a_seg.png'),
-                        reduce_zero_label=True, seg_fields=[]))
+    out = pipeline(
+        dict(
+            img_path=str(tmp_path / 'a.png'),
+            seg_map_path=str(tmp_path / 'a_seg.png'),
+            reduce_zero_label=True,
+            seg_fields=[]))
     shapes = [tuple(x.shape[1:]) for x in out['inputs']]
     flips = [s.flip for s in out['data_samples']]
     # short side 512 * ratio (the image's long side never binds)
@@ -200,8 +210,8 @@ def test_seg_tta_pipeline_scales_the_test_scale(tmp_path):
     tta_cfg.module = model
     from mmseg.registry import MODELS
     tta = MODELS.build(tta_cfg)
-    batch = pseudo_collate([dict(inputs=out['inputs'][:2],
-                                 data_samples=out['data_samples'][:2])])
+    batch = pseudo_collate(
+        [dict(inputs=out['inputs'][:2], data_samples=out['data_samples'][:2])])
     (pred, ) = tta.test_step(batch)
     assert pred.pred_sem_seg.data.shape == (1, 24, 32)
 
@@ -212,8 +222,8 @@ def test_iou_metric_on_synthetic_predictions():
     from mmseg.registry import METRICS
 
     def sample(pred, gt):
-        return dict(pred_sem_seg=dict(data=pred[None]),
-                    gt_sem_seg=dict(data=gt[None]))
+        return dict(
+            pred_sem_seg=dict(data=pred[None]), gt_sem_seg=dict(data=gt[None]))
 
     def evaluate(samples):
         metric = METRICS.build(dict(type='IoUMetric', iou_metrics=['mIoU']))
@@ -267,14 +277,15 @@ def test_seg_test_format_end_to_end(tmp_path):
     metric.dataset_meta = dataset.metainfo
     metric.process({}, [p.to_dict() for p in preds])
     assert metric.evaluate(1) == {}
-    png = mmcv.imread(str(tmp_path / 'png' / 'ADE_test_00000001.png'),
-                      flag='unchanged')
+    png = mmcv.imread(
+        str(tmp_path / 'png' / 'ADE_test_00000001.png'), flag='unchanged')
     pred = preds[0].pred_sem_seg.data[0].numpy()
     assert png.shape == pred.shape == (20, 30)
     np.testing.assert_array_equal(png, pred + 1)
 
 
 # --------------------------------------------------------------- mmpose ---
+
 
 def coco_pose_meta() -> dict:
     from mmpose.datasets import CocoDataset
@@ -287,23 +298,31 @@ def pose_batch(cfg: Config, num: int, seed: int = 0) -> dict:
     (box centre/scale, UDP affine to 256x192, UDP heatmap targets)."""
     from mmengine.dataset import Compose, pseudo_collate
     meta = coco_pose_meta()
-    steps = [t for t in cfg.train_pipeline
-             if t.type in ('GetBBoxCenterScale', 'TopdownAffine',
-                           'GenerateTarget', 'PackPoseInputs')]
+    steps = [
+        t for t in cfg.train_pipeline
+        if t.type in ('GetBBoxCenterScale', 'TopdownAffine', 'GenerateTarget',
+                      'PackPoseInputs')
+    ]
     pipeline = Compose(steps)
     rng = np.random.default_rng(seed)
     items = []
     for i in range(num):
         img = rng.integers(0, 256, (240, 200, 3), np.uint8)
-        items.append(pipeline(dict(
-            img=img, img_shape=(240, 200), ori_shape=(240, 200),
-            bbox=np.array([[30, 20, 170, 220]], np.float32),
-            bbox_score=np.ones(1, np.float32),
-            keypoints=rng.uniform((40, 30), (160, 210),
-                                  (1, 17, 2)).astype(np.float32),
-            keypoints_visible=np.ones((1, 17), np.float32),
-            id=i, img_id=i, category_id=1,
-            flip_indices=meta['flip_indices'])))
+        items.append(
+            pipeline(
+                dict(
+                    img=img,
+                    img_shape=(240, 200),
+                    ori_shape=(240, 200),
+                    bbox=np.array([[30, 20, 170, 220]], np.float32),
+                    bbox_score=np.ones(1, np.float32),
+                    keypoints=rng.uniform((40, 30), (160, 210),
+                                          (1, 17, 2)).astype(np.float32),
+                    keypoints_visible=np.ones((1, 17), np.float32),
+                    id=i,
+                    img_id=i,
+                    category_id=1,
+                    flip_indices=meta['flip_indices'])))
     return pseudo_collate(items)
 
 
@@ -312,8 +331,9 @@ def test_pose_config_builds(name):
     pytest.importorskip('mmpose')
     cfg = load_cfg(POSE_DIR, name)
     model = build(cfg, 'mmpose')
-    channels = [model.backbone.num_features[i]
-                for i in model.backbone.out_indices]
+    channels = [
+        model.backbone.num_features[i] for i in model.backbone.out_indices
+    ]
     head = cfg.model.head
     if 'neck' in cfg.model:  # all stages concatenated at stride 4
         assert head.in_channels == sum(channels)
@@ -322,8 +342,8 @@ def test_pose_config_builds(name):
         assert head.in_channels == channels[-1]
     assert head.out_channels == 17
     assert cfg.codec.type == 'UDPHeatmap'
-    assert cfg.model.test_cfg == dict(flip_test=True, flip_mode='heatmap',
-                                      shift_heatmap=False)
+    assert cfg.model.test_cfg == dict(
+        flip_test=True, flip_mode='heatmap', shift_heatmap=False)
     assert cfg.train_dataloader.batch_size * 8 == \
         cfg.auto_scale_lr.base_batch_size == 512
     if name.endswith('_test-format.py'):
@@ -337,8 +357,10 @@ def test_pose_config_builds(name):
         assert heatmaps.shape == (1, 17, 64, 48)
 
 
-@pytest.mark.parametrize('name', ['td-hm_regionvit_s_coco-256x192.py',
-                                  'td-hm_regionvit-fuse_s_coco-256x192.py'])
+@pytest.mark.parametrize('name', [
+    'td-hm_regionvit_s_coco-256x192.py',
+    'td-hm_regionvit-fuse_s_coco-256x192.py'
+])
 def test_pose_train_step_and_predict(name):
     pytest.importorskip('mmpose')
     from mmengine.optim import build_optim_wrapper
@@ -370,23 +392,40 @@ def test_pose_train_step_and_predict(name):
 def write_coco_keypoints(path: Path, rng) -> dict:
     """Two images, three people, all 17 keypoints labelled and visible."""
     meta = coco_pose_meta()
-    images = [dict(id=1, file_name='1.jpg', height=300, width=400),
-              dict(id=2, file_name='2.jpg', height=300, width=400)]
+    images = [
+        dict(id=1, file_name='1.jpg', height=300, width=400),
+        dict(id=2, file_name='2.jpg', height=300, width=400)
+    ]
     anns = []
-    for ann_id, (img_id, x, y) in enumerate(
-            [(1, 20, 30), (1, 200, 40), (2, 100, 50)], start=1):
+    for ann_id, (img_id, x, y) in enumerate([(1, 20, 30), (1, 200, 40),
+                                             (2, 100, 50)],
+                                            start=1):
         w, h = 120, 220
-        kpts = np.stack([rng.uniform(x, x + w, 17), rng.uniform(y, y + h, 17),
-                         np.full(17, 2.0)], 1)
-        anns.append(dict(id=ann_id, image_id=img_id, category_id=1,
-                         bbox=[x, y, w, h], area=float(w * h), iscrowd=0,
-                         num_keypoints=17,
-                         keypoints=kpts.ravel().round(2).tolist()))
-    cats = [dict(id=1, name='person', supercategory='person',
-                 keypoints=[meta['keypoint_id2name'][i] for i in range(17)],
-                 skeleton=[])]
-    path.write_text(json.dumps(dict(images=images, annotations=anns,
-                                    categories=cats)))
+        kpts = np.stack([
+            rng.uniform(x, x + w, 17),
+            rng.uniform(y, y + h, 17),
+            np.full(17, 2.0)
+        ], 1)
+        anns.append(
+            dict(
+                id=ann_id,
+                image_id=img_id,
+                category_id=1,
+                bbox=[x, y, w, h],
+                area=float(w * h),
+                iscrowd=0,
+                num_keypoints=17,
+                keypoints=kpts.ravel().round(2).tolist()))
+    cats = [
+        dict(
+            id=1,
+            name='person',
+            supercategory='person',
+            keypoints=[meta['keypoint_id2name'][i] for i in range(17)],
+            skeleton=[])
+    ]
+    path.write_text(
+        json.dumps(dict(images=images, annotations=anns, categories=cats)))
     return {a['id']: a for a in anns}
 
 
@@ -398,19 +437,23 @@ def test_coco_keypoint_ap_on_synthetic_predictions(tmp_path):
     anns = write_coco_keypoints(ann_file, np.random.default_rng(0))
 
     def evaluate(wrong=()):
-        metric = METRICS.build(dict(type='CocoMetric',
-                                    ann_file=str(ann_file)))
+        metric = METRICS.build(dict(type='CocoMetric', ann_file=str(ann_file)))
         metric.dataset_meta = coco_pose_meta()
         for ann_id, ann in anns.items():
             kpts = np.array(ann['keypoints']).reshape(1, 17, 3)[..., :2]
             # a wrong person lies 100 px off, and with a lower box score
             shift = 100.0 if ann_id in wrong else 0.0
-            metric.process({}, [dict(
-                id=ann_id, img_id=ann['image_id'], category_id=1,
-                pred_instances=dict(keypoints=kpts + shift,
-                                    keypoint_scores=np.ones((1, 17))),
-                gt_instances=dict(
-                    bbox_scores=np.array([0.5 if shift else 1.0])))])
+            metric.process({}, [
+                dict(
+                    id=ann_id,
+                    img_id=ann['image_id'],
+                    category_id=1,
+                    pred_instances=dict(
+                        keypoints=kpts + shift,
+                        keypoint_scores=np.ones((1, 17))),
+                    gt_instances=dict(
+                        bbox_scores=np.array([0.5 if shift else 1.0])))
+            ])
         return metric.evaluate(len(anns))
 
     assert evaluate()['coco/AP'] == pytest.approx(1.0)
@@ -434,27 +477,36 @@ def test_pose_test_format_end_to_end(tmp_path):
     ds_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
     image_info = tmp_path / ds_cfg.ann_file
     image_info.parent.mkdir(parents=True)
-    image_info.write_text(json.dumps(dict(
-        images=[dict(id=7, file_name='000000000007.jpg', height=120,
-                     width=160)],
-        categories=[dict(id=1, name='person')])))
+    image_info.write_text(
+        json.dumps(
+            dict(
+                images=[
+                    dict(
+                        id=7,
+                        file_name='000000000007.jpg',
+                        height=120,
+                        width=160)
+                ],
+                categories=[dict(id=1, name='person')])))
     (tmp_path / ds_cfg.data_prefix.img).mkdir()
     mmcv.imwrite(
         np.random.default_rng(0).integers(0, 256, (120, 160, 3), np.uint8),
         str(tmp_path / ds_cfg.data_prefix.img / '000000000007.jpg'))
     boxes = tmp_path / 'boxes.json'
-    boxes.write_text(json.dumps([
-        dict(image_id=7, category_id=1, bbox=[10, 10, 60, 100], score=0.9),
-        dict(image_id=7, category_id=1, bbox=[90, 5, 50, 110], score=0.8),
-        dict(image_id=7, category_id=3, bbox=[0, 0, 20, 20], score=0.9)]))
+    boxes.write_text(
+        json.dumps([
+            dict(image_id=7, category_id=1, bbox=[10, 10, 60, 100], score=0.9),
+            dict(image_id=7, category_id=1, bbox=[90, 5, 50, 110], score=0.8),
+            dict(image_id=7, category_id=3, bbox=[0, 0, 20, 20], score=0.9)
+        ]))
     ds_cfg.update(data_root=str(tmp_path), bbox_file=str(boxes))
     dataset = DATASETS.build(ds_cfg)
     assert len(dataset) == 2  # person boxes only
     preds = model.test_step(pseudo_collate([dataset[0], dataset[1]]))
 
     metric_cfg = copy.deepcopy(cfg.test_evaluator)
-    metric_cfg.update(ann_file=str(image_info),
-                      outfile_prefix=str(tmp_path / 'results'))
+    metric_cfg.update(
+        ann_file=str(image_info), outfile_prefix=str(tmp_path / 'results'))
     metric = METRICS.build(metric_cfg)
     metric.dataset_meta = dataset.metainfo
     metric.process({}, [p.to_dict() for p in preds])
@@ -464,7 +516,6 @@ def test_pose_test_format_end_to_end(tmp_path):
     for res in results:
         assert res['image_id'] == 7 and res['category_id'] == 1
         assert len(res['keypoints']) == 17 * 3
-
 
 
 def test_pose_visualizer_draws_keypoints_with_opencv():
@@ -480,12 +531,19 @@ def test_pose_visualizer_draws_keypoints_with_opencv():
     assert vis.backend == 'opencv'
     vis.set_dataset_meta(coco_pose_meta())
     keypoints = np.stack([np.linspace(10, 90, 17),
-                          np.linspace(10, 110, 17)], axis=-1)[None]
-    sample = PoseDataSample(pred_instances=InstanceData(
-        keypoints=keypoints, keypoint_scores=np.ones((1, 17))))
+                          np.linspace(10, 110, 17)],
+                         axis=-1)[None]
+    sample = PoseDataSample(
+        pred_instances=InstanceData(
+            keypoints=keypoints, keypoint_scores=np.ones((1, 17))))
     image = np.zeros((120, 100, 3), np.uint8)
-    vis.add_datasample('kpts', image, data_sample=sample, draw_gt=False,
-                       show=False, kpt_thr=0.3)
+    vis.add_datasample(
+        'kpts',
+        image,
+        data_sample=sample,
+        draw_gt=False,
+        show=False,
+        kpt_thr=0.3)
     drawn = vis.get_image()
     for x, y in keypoints[0].round().astype(int):
         assert drawn[y, x].any(), (x, y)

@@ -13,15 +13,17 @@ import pytest
 import torch
 
 pytest.importorskip('mmdet')
-from tool_helpers import (DEMO_DET, ROOT, as_cli, data_options,  # noqa
-                          load_tool, tiny_shapes)
+from tool_helpers import (DEMO_DET, ROOT, as_cli, data_options, load_tool,
+                          tiny_shapes)
 
 test_tool = load_tool('test')
 train_tool = load_tool('train')
 
-SHORT = ['train_cfg.max_iters=6', 'train_cfg.val_interval=6',
-         'default_hooks.checkpoint.interval=3', 'param_scheduler.0.end=2',
-         'param_scheduler.1.begin=2', 'param_scheduler.1.end=6']
+SHORT = [
+    'train_cfg.max_iters=6', 'train_cfg.val_interval=6',
+    'default_hooks.checkpoint.interval=3', 'param_scheduler.0.end=2',
+    'param_scheduler.1.begin=2', 'param_scheduler.1.end=6'
+]
 
 
 @pytest.fixture(scope='module')
@@ -30,9 +32,10 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('trained')
     data = tiny_shapes(tmp / 'shapes')
     work = tmp / 'work'
-    assert train_tool.main([DEMO_DET, '--work-dir', str(work),
-                            '--cfg-options', *as_cli(data_options(data)),
-                            *SHORT]) == 0
+    assert train_tool.main([
+        DEMO_DET, '--work-dir',
+        str(work), '--cfg-options', *as_cli(data_options(data)), *SHORT
+    ]) == 0
     return data, work
 
 
@@ -58,14 +61,22 @@ def test_runner_checkpoint_loads_weights_only(trained):
 def test_test_tool_evaluates_and_writes_server_files(trained, tmp_path):
     data, work = trained
     # an untrained model scores low: keep every detection
-    options = ['--cfg-options', *as_cli(data_options(data)),
-               'model.test_cfg.rcnn.score_thr=0.0']
-    assert test_tool.main([DEMO_DET, str(work / 'iter_6.pth'), '--work-dir',
-                           str(tmp_path / 'eval'), *options]) == 0
+    options = [
+        '--cfg-options', *as_cli(data_options(data)),
+        'model.test_cfg.rcnn.score_thr=0.0'
+    ]
+    assert test_tool.main([
+        DEMO_DET,
+        str(work / 'iter_6.pth'), '--work-dir',
+        str(tmp_path / 'eval'), *options
+    ]) == 0
     prefix = tmp_path / 'server' / 'results'
-    assert test_tool.main([DEMO_DET, str(work / 'iter_6.pth'), '--work-dir',
-                           str(tmp_path / 'fmt'), '--format-only',
-                           str(prefix), *options]) == 0
+    assert test_tool.main([
+        DEMO_DET,
+        str(work / 'iter_6.pth'), '--work-dir',
+        str(tmp_path / 'fmt'), '--format-only',
+        str(prefix), *options
+    ]) == 0
     from pycocotools.coco import COCO
     gt = COCO(f'{data}/annotations/instances_val.json')
     for kind in ('bbox', 'segm'):
@@ -84,13 +95,16 @@ def test_resume_after_kill_restores_state(tmp_path, monkeypatch):
     work = tmp_path / 'work'
     args = [DEMO_DET, '--work-dir', str(work), '--amp']
     options = ['--cfg-options', *as_cli(data_options(data))]
-    cmd = [sys.executable, str(ROOT / 'tools/train.py'), *args, *options,
-           'train_cfg.max_iters=400', 'train_cfg.val_interval=400',
-           'default_hooks.checkpoint.interval=2']
+    cmd = [
+        sys.executable,
+        str(ROOT / 'tools/train.py'), *args, *options,
+        'train_cfg.max_iters=400', 'train_cfg.val_interval=400',
+        'default_hooks.checkpoint.interval=2'
+    ]
     log = tmp_path / 'train.log'
     with open(log, 'w') as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=out,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=out, stderr=out, start_new_session=True)
     try:
         deadline = time.time() + 240
         while not (work / 'iter_4.pth').exists():
@@ -136,9 +150,10 @@ def test_resume_after_kill_restores_state(tmp_path, monkeypatch):
         return train(runner)
 
     monkeypatch.setattr(Runner, 'train', train_with_capture)
-    assert train_tool.main([*args, '--resume', *options,
-                            f'train_cfg.max_iters={saved_iter + 2}',
-                            f'train_cfg.val_interval={saved_iter + 3}']) == 0
+    assert train_tool.main([
+        *args, '--resume', *options, f'train_cfg.max_iters={saved_iter + 2}',
+        f'train_cfg.val_interval={saved_iter + 3}'
+    ]) == 0
     assert capture.iter == saved_iter
     for key, value in saved['optimizer']['state'].items():
         for name, tensor in value.items():
@@ -154,9 +169,10 @@ def test_preflight_errors_before_any_work(tmp_path, capsys):
 
     def run(*extra, data_dir=data):
         work = tmp_path / 'never'
-        code = train_tool.main([DEMO_DET, '--work-dir', str(work),
-                                '--cfg-options', *as_cli(data_options(data_dir)),
-                                *extra])
+        code = train_tool.main([
+            DEMO_DET, '--work-dir',
+            str(work), '--cfg-options', *as_cli(data_options(data_dir)), *extra
+        ])
         err = capsys.readouterr().err
         assert code == 2 and not work.exists()
         return err
@@ -188,11 +204,16 @@ def test_inference_apis_and_infer_tool(trained, tmp_path):
     model = init_detector(cfg, str(work / 'iter_6.pth'), device='cpu')
     result = inference_detector(model, str(image))
     assert result.pred_instances.bboxes.shape[1] == 4
-    out = DetInferencer(model=cfg, weights=str(work / 'iter_6.pth'),
-                        device='cpu')(str(image), return_vis=True)
+    out = DetInferencer(
+        model=cfg, weights=str(work / 'iter_6.pth'), device='cpu')(
+            str(image), return_vis=True)
     assert len(out['predictions']) == 1 and out['visualization'][0].ndim == 3
-    assert load_tool('infer').main([DEMO_DET, str(work / 'iter_6.pth'), str(image),
-                       '--out-dir', str(tmp_path / 'out')]) == 0
+    assert load_tool('infer').main([
+        DEMO_DET,
+        str(work / 'iter_6.pth'),
+        str(image), '--out-dir',
+        str(tmp_path / 'out')
+    ]) == 0
     assert (tmp_path / 'out' / 'vis' / image.name).is_file()
 
 
@@ -200,7 +221,8 @@ def test_inference_apis_and_infer_tool(trained, tmp_path):
     'configs/detection/maskrcnn_regionvit_demo_shapes.py',
     'configs/detection/retinanet_regionvit_t_coco.py',
     'configs/segmentation/upernet_regionvit_t_ade20k.py',
-    'configs/keypoint/td-hm_regionvit_t_coco-256x192.py'])
+    'configs/keypoint/td-hm_regionvit_t_coco-256x192.py'
+])
 def test_get_flops(config, capsys):
     tool = load_tool('get_flops')
     assert tool.main([str(ROOT / config), '--shape', '64', '96']) == 0

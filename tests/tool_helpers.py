@@ -6,7 +6,7 @@ from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools'))
-from make_demo_data import generate  # noqa: E402
+from make_demo_data import generate
 
 DEMO_DET = str(ROOT / 'configs/detection/maskrcnn_regionvit_demo_shapes.py')
 
@@ -32,10 +32,12 @@ def data_options(data: str) -> dict:
     ann = f'{data}/annotations/instances_val.json'
     opts = {'val_evaluator.ann_file': ann, 'test_evaluator.ann_file': ann}
     for split in ('train', 'val', 'test'):
-        opts.update({f'{split}_dataloader.dataset.data_root': f'{data}/',
-                     f'{split}_dataloader.num_workers': 0,
-                     f'{split}_dataloader.persistent_workers': False,
-                     f'{split}_dataloader.batch_size': 2})
+        opts.update({
+            f'{split}_dataloader.dataset.data_root': f'{data}/',
+            f'{split}_dataloader.num_workers': 0,
+            f'{split}_dataloader.persistent_workers': False,
+            f'{split}_dataloader.batch_size': 2
+        })
     return opts
 
 

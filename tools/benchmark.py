@@ -38,10 +38,9 @@ from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn as nn
+from mmengine.config import Config, DictAction
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
-from mmengine.config import Config, DictAction
 
 from mmregionvit.models import ARCH_SETTINGS, RegionViT
 from mmregionvit.utils.complexity import TensorMode, count_macs
@@ -63,15 +62,19 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def measure_gemm(size: int, dtype: torch.dtype, device: torch.device,
+def measure_gemm(size: int,
+                 dtype: torch.dtype,
+                 device: torch.device,
                  repeat: int = 5) -> List[float]:
     """GFLOP/s (2 per MAC) of ``repeat`` square ``size`` matmuls."""
-    a, b = (torch.randn(size, size, device=device, dtype=dtype)
-            for _ in range(2))
+    a, b = (
+        torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     out = torch.empty_like(a)
     torch.mm(a, b, out=out)  # warm-up
-    return [2 * size**3 / _timed(partial(torch.mm, a, b, out=out), device)
-            / 1e9 for _ in range(repeat)]
+    return [
+        2 * size**3 / _timed(partial(torch.mm, a, b, out=out), device) / 1e9
+        for _ in range(repeat)
+    ]
 
 
 def _rss() -> int:
@@ -91,15 +94,15 @@ class PeakMemory:
 
     def __init__(self, device: torch.device, interval: float = 0.005) -> None:
         self.device = device
-        self.kind = ('cuda max_memory_allocated' if device.type == 'cuda'
-                     else f'process RSS sampled every {interval * 1e3:g} ms')
+        self.kind = ('cuda max_memory_allocated' if device.type == 'cuda' else
+                     f'process RSS sampled every {interval * 1e3:g} ms')
         self._peak = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
         if device.type == 'cpu':
-            self._thread = threading.Thread(target=self._sample,
-                                            args=(interval, ), daemon=True)
+            self._thread = threading.Thread(
+                target=self._sample, args=(interval, ), daemon=True)
             self._thread.start()
 
     def _sample(self, interval: float) -> None:
@@ -134,9 +137,11 @@ class PeakMemory:
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        'arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks',
-        'uordblks', 'fordblks', 'keepcost')]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ('arena', 'ordblks', 'smblks', 'hblks', 'hblkhd',
+                     'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost')
+    ]
 
 
 def _glibc_in_use() -> Optional[Callable[[], int]]:
@@ -213,13 +218,14 @@ def backbone_workload(args: argparse.Namespace, device: torch.device,
     amp = _step_context(args, device)
     notes = ['constructor defaults otherwise (det_norm on, no drop path)']
     if args.task == 'inference':
+
         def step() -> None:
             with torch.no_grad(), amp():
                 net(x)
     else:
         model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4,
-                                      weight_decay=0.05)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=1e-4, weight_decay=0.05)
         notes.append('train step: forward, loss = sum of output means, '
                      'backward, AdamW step')
 
@@ -229,6 +235,7 @@ def backbone_workload(args: argparse.Namespace, device: torch.device,
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+
     name = f'RegionViT-{args.arch}' + (' compiled' if compiled else '')
     return Workload(name, step, macs, uncounted, notes)
 
@@ -251,12 +258,18 @@ def resolve_config(spec: str) -> Path:
 
 def _random_images(batch: int, h: int, w: int, device: torch.device,
                    gen: torch.Generator) -> List[torch.Tensor]:
-    return [torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
-                          generator=gen).to(device) for _ in range(batch)]
+    return [
+        torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
+                      generator=gen).to(device) for _ in range(batch)
+    ]
 
 
-def synthetic_det_batch(batch: int, h: int, w: int, device: torch.device,
-                        with_gt: bool, num_gt: int = 5) -> dict:
+def synthetic_det_batch(batch: int,
+                        h: int,
+                        w: int,
+                        device: torch.device,
+                        with_gt: bool,
+                        num_gt: int = 5) -> dict:
     """Random uint8 images on ``device`` with test-pipeline metainfo.
 
     With ``with_gt``, each image gets ``num_gt`` random boxes (label 0) and
@@ -271,15 +284,16 @@ def synthetic_det_batch(batch: int, h: int, w: int, device: torch.device,
     scale = torch.tensor([w, h], dtype=torch.float32)
     inputs, samples = _random_images(batch, h, w, device, gen), []
     for _ in range(batch):
-        sample = DetDataSample(metainfo=dict(
-            img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
         if with_gt:
             xy = 0.5 * scale * torch.rand(num_gt, 2, generator=gen)
             wh = (0.1 + 0.4 * torch.rand(num_gt, 2, generator=gen)) * scale
             boxes = torch.cat([xy, xy + wh], dim=1)
             masks = np.zeros((num_gt, h, w), dtype=np.uint8)
             for mask, (x1, y1, x2, y2) in zip(masks,
-                                             boxes.round().int().tolist()):
+                                              boxes.round().int().tolist()):
                 mask[y1:y2, x1:x2] = 1
             sample.gt_instances = InstanceData(
                 bboxes=HorizontalBoxes(boxes.to(device)),
@@ -298,11 +312,13 @@ def synthetic_seg_batch(batch: int, h: int, w: int, device: torch.device,
     gen = torch.Generator().manual_seed(0)
     inputs, samples = _random_images(batch, h, w, device, gen), []
     for _ in range(batch):
-        sample = SegDataSample(metainfo=dict(
-            img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
+        sample = SegDataSample(
+            metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
         if with_gt:
-            sample.gt_sem_seg = PixelData(data=torch.randint(
-                0, num_classes, (1, h, w), generator=gen).to(device))
+            sample.gt_sem_seg = PixelData(
+                data=torch.randint(0, num_classes, (
+                    1, h, w), generator=gen).to(device))
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
 
@@ -318,18 +334,22 @@ def synthetic_pose_batch(batch: int, h: int, w: int, device: torch.device,
     gen = torch.Generator().manual_seed(0)
     inputs, samples = _random_images(batch, h, w, device, gen), []
     for _ in range(batch):
-        sample = PoseDataSample(metainfo=dict(
-            img_shape=(h, w), ori_shape=(h, w), input_size=(w, h),
-            input_center=np.array([w / 2, h / 2], np.float32),
-            input_scale=np.array([w, h], np.float32),
-            flip_indices=list(range(num_keypoints))))
+        sample = PoseDataSample(
+            metainfo=dict(
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                input_size=(w, h),
+                input_center=np.array([w / 2, h / 2], np.float32),
+                input_scale=np.array([w, h], np.float32),
+                flip_indices=list(range(num_keypoints))))
         sample.gt_instances = InstanceData(
             bboxes=np.array([[0, 0, w, h]], np.float32),
             bbox_scores=np.ones(1, np.float32))
         if with_gt:
             hw, hh = heatmap_size
-            sample.gt_fields = PixelData(heatmaps=torch.rand(
-                num_keypoints, hh, hw, generator=gen).to(device))
+            sample.gt_fields = PixelData(
+                heatmaps=torch.rand(num_keypoints, hh, hw, generator=gen).to(
+                    device))
             sample.gt_instance_labels = InstanceData(
                 keypoint_weights=torch.ones(1, num_keypoints, device=device))
         samples.append(sample)
@@ -361,8 +381,8 @@ def _synthetic_batch(cfg: Config, scope: str, args: argparse.Namespace,
                      f'got default_scope={scope!r}')
 
 
-def model_workload(path: Path, args: argparse.Namespace,
-                   device: torch.device, compiled: bool) -> Workload:
+def model_workload(path: Path, args: argparse.Namespace, device: torch.device,
+                   compiled: bool) -> Workload:
     """An mmdet, mmseg or mmpose model's test step, or train step with its
     optimizer, on synthetic data."""
     from mmengine.logging import MMLogger
@@ -386,12 +406,14 @@ def model_workload(path: Path, args: argparse.Namespace,
     model.eval()
     with torch.no_grad():
         packed = model.data_preprocessor(data, False)
-    macs, uncounted = count_macs(TensorMode(model, packed['data_samples']),
-                                 (packed['inputs'], ))
-    notes = ['random weights (init_weights not called); synthetic uint8 '
-             'images already on the device, data preprocessor timed',
-             f"GMACs of mode='tensor' (OpenMMLab get_flops convention): "
-             f'{counted}']
+    macs, uncounted = count_macs(
+        TensorMode(model, packed['data_samples']), (packed['inputs'], ))
+    notes = [
+        'random weights (init_weights not called); synthetic uint8 '
+        'images already on the device, data preprocessor timed',
+        f"GMACs of mode='tensor' (OpenMMLab get_flops convention): "
+        f'{counted}'
+    ]
     extra: Dict[str, Any] = {}
     amp = _step_context(args, device)
     if args.task == 'train':
@@ -405,17 +427,19 @@ def model_workload(path: Path, args: argparse.Namespace,
 
         def step() -> None:
             with optim_wrapper.optim_context(model), amp():
-                losses = model(**model.data_preprocessor(data, True),
-                               mode='loss')
+                losses = model(
+                    **model.data_preprocessor(data, True), mode='loss')
                 loss, _ = model.parse_losses(losses)
             optim_wrapper.update_params(loss)
     else:
+
         def step() -> None:
             with torch.no_grad(), amp():
                 results = model.test_step(data)
             if scope == 'mmdet':
                 extra['detections_per_image'] = sum(
                     len(r.pred_instances) for r in results) / len(results)
+
     name = path.stem
     if compiled:
         model.backbone = torch.compile(model.backbone)
@@ -427,16 +451,22 @@ def model_workload(path: Path, args: argparse.Namespace,
 def latency_stats(seconds: List[float]) -> Dict[str, float]:
     """Median and spread in milliseconds."""
     ms = sorted(t * 1e3 for t in seconds)
-    q1, _, q3 = (statistics.quantiles(ms, n=4, method='inclusive')
-                 if len(ms) > 1 else (ms[0], ms[0], ms[0]))
-    return dict(median=statistics.median(ms), min=ms[0], max=ms[-1],
-                q1=q1, q3=q3, iqr=q3 - q1, mean=statistics.fmean(ms),
-                std=statistics.stdev(ms) if len(ms) > 1 else 0.0)
+    q1, _, q3 = (
+        statistics.quantiles(ms, n=4, method='inclusive') if len(ms) > 1 else
+        (ms[0], ms[0], ms[0]))
+    return dict(
+        median=statistics.median(ms),
+        min=ms[0],
+        max=ms[-1],
+        q1=q1,
+        q3=q3,
+        iqr=q3 - q1,
+        mean=statistics.fmean(ms),
+        std=statistics.stdev(ms) if len(ms) > 1 else 0.0)
 
 
 def time_workloads(workloads: List[Workload], warmup: int, repeat: int,
-                   device: torch.device,
-                   live: bool) -> List[Dict[str, Any]]:
+                   device: torch.device, live: bool) -> List[Dict[str, Any]]:
     """Warm each workload up, then time them alternating per repeat; with
     ``live``, one more step each under :class:`LiveMemory`."""
     memory = PeakMemory(device)
@@ -462,17 +492,24 @@ def time_workloads(workloads: List[Workload], warmup: int, repeat: int,
                 start = in_use()
                 with LiveMemory(in_use) as tracker:
                     work.step()
-                lives.append(dict(
-                    peak_delta_mb=(tracker.peak - live_baseline) / MB,
-                    step_rise_mb=(tracker.peak - start) / MB))
+                lives.append(
+                    dict(
+                        peak_delta_mb=(tracker.peak - live_baseline) / MB,
+                        step_rise_mb=(tracker.peak - start) / MB))
     finally:
         memory.close()
-    results = [dict(first_iter_ms=f * 1e3, latency_ms=latency_stats(t),
-                    samples_ms=[x * 1e3 for x in t],
-                    memory=dict(kind=memory.kind, baseline_mb=baseline / MB,
-                                peak_mb=p / MB,
-                                peak_delta_mb=(p - baseline) / MB))
-               for f, t, p in zip(first, times, peaks)]
+    results = [
+        dict(
+            first_iter_ms=f * 1e3,
+            latency_ms=latency_stats(t),
+            samples_ms=[x * 1e3 for x in t],
+            memory=dict(
+                kind=memory.kind,
+                baseline_mb=baseline / MB,
+                peak_mb=p / MB,
+                peak_delta_mb=(p - baseline) / MB))
+        for f, t, p in zip(first, times, peaks)
+    ]
     for result, live_memory in zip(results, lives):
         result['memory']['live'] = live_memory
     return results
@@ -480,62 +517,96 @@ def time_workloads(workloads: List[Workload], warmup: int, repeat: int,
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument('--input-size', type=int, nargs=2, default=[672, 1120],
-                        metavar=('H', 'W'))
+    common.add_argument(
+        '--input-size',
+        type=int,
+        nargs=2,
+        default=[672, 1120],
+        metavar=('H', 'W'))
     common.add_argument('--batch', type=int, default=1)
-    common.add_argument('--task', choices=['inference', 'train'],
-                        default='inference')
-    common.add_argument('--dtype', choices=['fp32', 'bf16'], default='fp32',
-                        help='bf16: torch.autocast to bfloat16')
-    common.add_argument('--compile', action='store_true',
-                        help='torch.compile the backbone')
-    common.add_argument('--compare-compile', action='store_true',
-                        help='time eager (A) against torch.compile (B), '
-                        'alternating in one process')
-    common.add_argument('--freezing', action='store_true',
-                        help="inference with --compile or --compare-compile:"
-                        " Inductor's freezing (weights become constants)")
+    common.add_argument(
+        '--task', choices=['inference', 'train'], default='inference')
+    common.add_argument(
+        '--dtype',
+        choices=['fp32', 'bf16'],
+        default='fp32',
+        help='bf16: torch.autocast to bfloat16')
+    common.add_argument(
+        '--compile', action='store_true', help='torch.compile the backbone')
+    common.add_argument(
+        '--compare-compile',
+        action='store_true',
+        help='time eager (A) against torch.compile (B), '
+        'alternating in one process')
+    common.add_argument(
+        '--freezing',
+        action='store_true',
+        help="inference with --compile or --compare-compile:"
+        " Inductor's freezing (weights become constants)")
     common.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
-    common.add_argument('--threads', type=int,
-                        help="torch intra-op threads (default: torch's, "
-                        f'{torch.get_num_threads()} here)')
-    common.add_argument('--warmup', type=int, default=2,
-                        help='untimed steps first (>= 1; the first one pays '
-                        'allocation and compilation)')
+    common.add_argument(
+        '--threads',
+        type=int,
+        help="torch intra-op threads (default: torch's, "
+        f'{torch.get_num_threads()} here)')
+    common.add_argument(
+        '--warmup',
+        type=int,
+        default=2,
+        help='untimed steps first (>= 1; the first one pays '
+        'allocation and compilation)')
     common.add_argument('--repeat', type=int, default=10)
-    common.add_argument('--attention', choices=['fused', 'materialised'],
-                        default='fused',
-                        help='materialised: SDPA math kernel, which stores '
-                        'attention matrices (a memory reference)')
-    common.add_argument('--with-cp', action='store_true',
-                        help='gradient checkpointing in the backbone')
-    common.add_argument('--gemm-size', type=int,
-                        help='square matmul size for the reference rate '
-                        '(default 2048 on CPU, 8192 on CUDA)')
-    common.add_argument('--live-memory', action='store_true',
-                        help='CPU: one more, untimed step that records the '
-                        "peak of glibc malloc's in-use bytes after every op "
-                        '(what RSS shows minus memory malloc keeps after '
-                        'frees)')
+    common.add_argument(
+        '--attention',
+        choices=['fused', 'materialised'],
+        default='fused',
+        help='materialised: SDPA math kernel, which stores '
+        'attention matrices (a memory reference)')
+    common.add_argument(
+        '--with-cp',
+        action='store_true',
+        help='gradient checkpointing in the backbone')
+    common.add_argument(
+        '--gemm-size',
+        type=int,
+        help='square matmul size for the reference rate '
+        '(default 2048 on CPU, 8192 on CUDA)')
+    common.add_argument(
+        '--live-memory',
+        action='store_true',
+        help='CPU: one more, untimed step that records the '
+        "peak of glibc malloc's in-use bytes after every op "
+        '(what RSS shows minus memory malloc keeps after '
+        'frees)')
     common.add_argument('--json', type=Path, metavar='PATH')
 
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     modes = parser.add_subparsers(dest='mode', required=True)
-    backbone = modes.add_parser('backbone', parents=[common],
-                                help='a RegionViT backbone by arch name')
-    backbone.add_argument('--arch', choices=sorted(ARCH_SETTINGS),
-                          default='small')
-    model = modes.add_parser('model', parents=[common],
-                             help='an mmdet, mmseg or mmpose model from a '
-                             'config')
-    model.add_argument('config', nargs='?',
-                       help='config path or package::path, e.g. '
-                       'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')
-    model.add_argument('--compare', nargs=2, metavar=('CONFIG_A', 'CONFIG_B'),
-                       help='time two configs alternating A, B per repeat')
-    model.add_argument('--cfg-options', nargs='+', action=DictAction,
-                       help='override config entries, key=value (both '
-                       'configs with --compare)')
+    backbone = modes.add_parser(
+        'backbone', parents=[common], help='a RegionViT backbone by arch name')
+    backbone.add_argument(
+        '--arch', choices=sorted(ARCH_SETTINGS), default='small')
+    model = modes.add_parser(
+        'model',
+        parents=[common],
+        help='an mmdet, mmseg or mmpose model from a '
+        'config')
+    model.add_argument(
+        'config',
+        nargs='?',
+        help='config path or package::path, e.g. '
+        'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')
+    model.add_argument(
+        '--compare',
+        nargs=2,
+        metavar=('CONFIG_A', 'CONFIG_B'),
+        help='time two configs alternating A, B per repeat')
+    model.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, key=value (both '
+        'configs with --compare)')
     return parser
 
 
@@ -548,9 +619,13 @@ def validate(parser: argparse.ArgumentParser,
                      f'{torch.cuda.device_count()} devices visible)')
     if args.device == 'cpu' and not Path('/proc/self/statm').exists():
         parser.error('CPU memory sampling needs Linux /proc/self/statm')
-    counts = dict(batch=args.batch, warmup=args.warmup, repeat=args.repeat,
-                  threads=args.threads, gemm_size=args.gemm_size,
-                  input_size=min(args.input_size))
+    counts = dict(
+        batch=args.batch,
+        warmup=args.warmup,
+        repeat=args.repeat,
+        threads=args.threads,
+        gemm_size=args.gemm_size,
+        input_size=min(args.input_size))
     bad = [k for k, v in counts.items() if v is not None and v < 1]
     if bad:
         parser.error(f'must be >= 1: {", ".join(bad)}')
@@ -586,8 +661,10 @@ def _device_name(device: torch.device) -> str:
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
     with open('/proc/cpuinfo') as f:
-        names = [line.split(':', 1)[1].strip() for line in f
-                 if line.startswith('model name')]
+        names = [
+            line.split(':', 1)[1].strip() for line in f
+            if line.startswith('model name')
+        ]
     return f'{names[0] if names else "CPU"} ({os.cpu_count()} logical CPUs)'
 
 
@@ -601,33 +678,38 @@ def summarize(args: argparse.Namespace, device: torch.device,
     for work, timing in zip(workloads, timings):
         median_s = timing['latency_ms']['median'] / 1e3
         achieved = 2 * factor * work.macs / median_s / 1e9
-        res = dict(name=work.name, **timing,
-                   images_per_s=args.batch / median_s,
-                   gmacs=work.macs / 1e9,
-                   step_flops_per_forward_mac=2 * factor,
-                   achieved_gflops_per_s=achieved,
-                   uncounted_ops=work.uncounted_ops, notes=work.notes,
-                   **work.extra)
+        res = dict(
+            name=work.name,
+            **timing,
+            images_per_s=args.batch / median_s,
+            gmacs=work.macs / 1e9,
+            step_flops_per_forward_mac=2 * factor,
+            achieved_gflops_per_s=achieved,
+            uncounted_ops=work.uncounted_ops,
+            notes=work.notes,
+            **work.extra)
         for dtype, ref in gemm.items():
             res[f'gemm_{dtype}_fraction'] = achieved / ref['gflops_per_s']
         results.append(res)
     warnings = []
     cpus = os.cpu_count() or 1
     if load[0] >= cpus:
-        warnings.append(f'1-min load average {load[0]:.1f} on {cpus} CPUs '
-                        'before the run: the machine is shared, timings are '
-                        'indicative' + (
-                            '; busy cores stall multi-threaded steps, '
-                            '--threads 1 is steadier'
-                            if torch.get_num_threads() > 1 else ''))
+        warnings.append(
+            f'1-min load average {load[0]:.1f} on {cpus} CPUs '
+            'before the run: the machine is shared, timings are '
+            'indicative' +
+            ('; busy cores stall multi-threaded steps, '
+             '--threads 1 is steadier' if torch.get_num_threads() > 1 else ''))
     for dtype, g in gemm.items():
         lo, hi = sorted((g['median_before'], g['median_after']))
         if hi > 1.2 * lo:
             warnings.append(f'{dtype} GEMM rate moved from '
                             f'{g["median_before"]:.0f} to '
                             f'{g["median_after"]:.0f} GFLOP/s during the run')
-    dets = [r['detections_per_image'] for r in results
-            if 'detections_per_image' in r]
+    dets = [
+        r['detections_per_image'] for r in results
+        if 'detections_per_image' in r
+    ]
     if dets and (min(dets) == 0 or len(set(dets)) > 1):
         warnings.append(
             f'detections/image {dets} with random weights; the mask head runs '
@@ -635,24 +717,34 @@ def summarize(args: argparse.Namespace, device: torch.device,
             '--cfg-options model.test_cfg.rcnn.score_thr=0.0 (two-stage) or '
             'model.test_cfg.score_thr=0.0 (one-stage)')
     report = dict(
-        mode=args.mode, task=args.task, dtype=args.dtype, device=device.type,
-        device_name=_device_name(device), threads=torch.get_num_threads(),
+        mode=args.mode,
+        task=args.task,
+        dtype=args.dtype,
+        device=device.type,
+        device_name=_device_name(device),
+        threads=torch.get_num_threads(),
         torch=torch.__version__,
         float32_matmul_precision=torch.get_float32_matmul_precision(),
         batch=args.batch,
-        input_size=list(args.input_size), warmup=args.warmup,
-        repeat=args.repeat, compile=args.compile,
-        compare_compile=args.compare_compile, freezing=args.freezing,
+        input_size=list(args.input_size),
+        warmup=args.warmup,
+        repeat=args.repeat,
+        compile=args.compile,
+        compare_compile=args.compare_compile,
+        freezing=args.freezing,
         with_cp=args.with_cp,
-        load_avg_1min=dict(before=load[0], after=load[1]), gemm=gemm,
-        workloads=results, warnings=warnings)
+        load_avg_1min=dict(before=load[0], after=load[1]),
+        gemm=gemm,
+        workloads=results,
+        warnings=warnings)
     if len(results) == 2:
         a, b = (r['latency_ms']['median'] for r in results)
-        per_a, per_b = (r['latency_ms']['median'] / r['gmacs']
-                        for r in results)
-        report['compare'] = dict(latency_ratio_b_over_a=b / a,
-                                 ms_per_gmac=[per_a, per_b],
-                                 ms_per_gmac_ratio_b_over_a=per_b / per_a)
+        per_a, per_b = (
+            r['latency_ms']['median'] / r['gmacs'] for r in results)
+        report['compare'] = dict(
+            latency_ratio_b_over_a=b / a,
+            ms_per_gmac=[per_a, per_b],
+            ms_per_gmac_ratio_b_over_a=per_b / per_a)
     return report
 
 
@@ -660,18 +752,19 @@ def print_report(report: Dict[str, Any]) -> None:
     """The report as a table, one column per workload."""
     works = report['workloads']
     h, w = report['input_size']
-    rows: List[Tuple[str, List[str]]] = [
-        ('', [f'{chr(65 + i)}: {r["name"]}' if len(works) > 1 else r['name']
-              for i, r in enumerate(works)])]
+    rows: List[Tuple[str, List[str]]] = [('', [
+        f'{chr(65 + i)}: {r["name"]}' if len(works) > 1 else r['name']
+        for i, r in enumerate(works)
+    ])]
 
     def row(label: str, fn: Callable[[dict], str]) -> None:
         rows.append((label, [fn(r) for r in works]))
 
     row('median latency [ms]', lambda r: f'{r["latency_ms"]["median"]:.1f}')
-    row('min / max [ms]', lambda r: '{min:.1f} / {max:.1f}'.format(
-        **r['latency_ms']))
-    row('IQR / std [ms]', lambda r: '{iqr:.1f} / {std:.1f}'.format(
-        **r['latency_ms']))
+    row('min / max [ms]',
+        lambda r: '{min:.1f} / {max:.1f}'.format(**r['latency_ms']))
+    row('IQR / std [ms]',
+        lambda r: '{iqr:.1f} / {std:.1f}'.format(**r['latency_ms']))
     row('first iteration [ms]', lambda r: f'{r["first_iter_ms"]:.0f}')
     row('images/s', lambda r: f'{r["images_per_s"]:.3g}')
     row('peak memory [MB]', lambda r: f'{r["memory"]["peak_mb"]:.0f}')
@@ -708,8 +801,8 @@ def print_report(report: Dict[str, Any]) -> None:
               f'median (before {g["median_before"]:.1f}, after '
               f'{g["median_after"]:.1f})')
     for label, values in rows:
-        print(f'{label:<{width}} | ' + ' | '.join(
-            f'{v:>{c}}' for v, c in zip(values, cols)))
+        print(f'{label:<{width}} | ' +
+              ' | '.join(f'{v:>{c}}' for v, c in zip(values, cols)))
     if 'compare' in report:
         c = report['compare']
         print(f'B/A median latency {c["latency_ratio_b_over_a"]:.3f}; ms per '
@@ -727,9 +820,9 @@ def print_report(report: Dict[str, Any]) -> None:
         tag = f'{chr(65 + i)}: ' if len(works) > 1 else ''
         for note in r['notes']:
             print(f'{tag}{note}')
-        print(f'{tag}not counted (op: calls): ' + ', '.join(
-            f'{op.removeprefix("aten::")}: {n}'
-            for op, n in sorted(r['uncounted_ops'].items())))
+        print(f'{tag}not counted (op: calls): ' +
+              ', '.join(f'{op.removeprefix("aten::")}: {n}'
+                        for op, n in sorted(r['uncounted_ops'].items())))
     for warning in report['warnings']:
         print(f'WARNING: {warning}')
 
@@ -745,8 +838,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if args.dtype == 'bf16':
         gemm_dtypes['bf16'] = torch.bfloat16
     load_before = os.getloadavg()[0]
-    before = {k: measure_gemm(gemm_size, d, device)
-              for k, d in gemm_dtypes.items()}
+    before = {
+        k: measure_gemm(gemm_size, d, device)
+        for k, d in gemm_dtypes.items()
+    }
     variants = (False, True) if args.compare_compile else (args.compile, )
     workloads = []
     for path in configs or [None]:
@@ -755,22 +850,23 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             # cost depends on them (proposals, RoIs per FPN level)
             torch.manual_seed(0)
             workloads.append(
-                backbone_workload(args, device, compiled) if path is None
-                else model_workload(path, args, device, compiled))
+                backbone_workload(args, device, compiled) if path is
+                None else model_workload(path, args, device, compiled))
     with ExitStack() as stack:
         if args.freezing:  # read when the first step compiles
             import torch._inductor.config as inductor_config
             stack.enter_context(inductor_config.patch(freezing=True))
-        timings = time_workloads(workloads, args.warmup, args.repeat,
-                                 device, args.live_memory)
+        timings = time_workloads(workloads, args.warmup, args.repeat, device,
+                                 args.live_memory)
     gemm = {}
     for k, d in gemm_dtypes.items():
         after = measure_gemm(gemm_size, d, device)
-        gemm[k] = dict(size=gemm_size,
-                       gflops_per_s=statistics.median(before[k] + after),
-                       median_before=statistics.median(before[k]),
-                       median_after=statistics.median(after),
-                       max=max(before[k] + after))
+        gemm[k] = dict(
+            size=gemm_size,
+            gflops_per_s=statistics.median(before[k] + after),
+            median_before=statistics.median(before[k]),
+            median_after=statistics.median(after),
+            max=max(before[k] + after))
     report = summarize(args, device, workloads, timings, gemm,
                        (load_before, os.getloadavg()[0]))
     print_report(report)

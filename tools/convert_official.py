@@ -32,17 +32,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('src', help='official checkpoint file')
     parser.add_argument('dst', help='output file')
-    parser.add_argument('--window-size', type=int, nargs='+',
-                        help='convert the backbone to these window sizes '
-                        '(one, or one per stage)')
-    parser.add_argument('--config', help='detector config whose model the '
-                        'converted detector must fit exactly')
+    parser.add_argument(
+        '--window-size',
+        type=int,
+        nargs='+',
+        help='convert the backbone to these window sizes '
+        '(one, or one per stage)')
+    parser.add_argument(
+        '--config',
+        help='detector config whose model the '
+        'converted detector must fit exactly')
     return parser.parse_args(argv)
 
 
 def is_detector(state_dict: dict) -> bool:
-    return any(k.startswith(('proposal_generator.', 'head.cls_subnet.'))
-               for k in state_dict)
+    return any(
+        k.startswith(('proposal_generator.', 'head.cls_subnet.'))
+        for k in state_dict)
 
 
 def convert(src: str, window_size=None, config=None) -> dict:
@@ -73,9 +79,12 @@ def convert(src: str, window_size=None, config=None) -> dict:
                 else window_size
         state_dict = checkpoint_filter_fn(state_dict, windows)
         kind = 'backbone'
-    return dict(state_dict=state_dict,
-                meta=dict(converted_from=osp.basename(src), kind=kind,
-                          window_size=window_size))
+    return dict(
+        state_dict=state_dict,
+        meta=dict(
+            converted_from=osp.basename(src),
+            kind=kind,
+            window_size=window_size))
 
 
 def main(argv=None) -> int:

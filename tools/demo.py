@@ -35,18 +35,29 @@ DATA = 'data/shapes'  # where the demo configs look
 # detection demo's) in the same units, a run below them exits 1; draw:
 # keyword arguments of the visualizer's add_datasample
 TASKS = {
-    'det': dict(config='configs/detection/maskrcnn_regionvit_demo_shapes.py',
-                metrics={'bbox mAP': 'coco/bbox_mAP',
-                         'mask mAP': 'coco/segm_mAP'},
-                targets={'bbox mAP': 0.30, 'mask mAP': 0.25},
-                draw=dict(pred_score_thr=0.3)),
+    'det':
+    dict(
+        config='configs/detection/maskrcnn_regionvit_demo_shapes.py',
+        metrics={
+            'bbox mAP': 'coco/bbox_mAP',
+            'mask mAP': 'coco/segm_mAP'
+        },
+        targets={
+            'bbox mAP': 0.30,
+            'mask mAP': 0.25
+        },
+        draw=dict(pred_score_thr=0.3)),
     # mmseg's IoUMetric reports percentages
-    'seg': dict(config='configs/segmentation/upernet_regionvit_demo_shapes.py',
-                metrics={'mIoU (%)': 'mIoU'},
-                draw=dict(with_labels=False)),
-    'pose': dict(config='configs/keypoint/td-hm_regionvit_demo_shapes.py',
-                 metrics={'keypoint AP': 'coco/AP'},
-                 draw=dict(kpt_thr=0.3, draw_bbox=True)),
+    'seg':
+    dict(
+        config='configs/segmentation/upernet_regionvit_demo_shapes.py',
+        metrics={'mIoU (%)': 'mIoU'},
+        draw=dict(with_labels=False)),
+    'pose':
+    dict(
+        config='configs/keypoint/td-hm_regionvit_demo_shapes.py',
+        metrics={'keypoint AP': 'coco/AP'},
+        draw=dict(kpt_thr=0.3, draw_bbox=True)),
 }
 
 
@@ -54,15 +65,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--task', choices=sorted(TASKS), default='det')
     parser.add_argument('--work-dir', help='default: work_dirs/demo_<task>')
-    parser.add_argument('--data-root', default=DATA,
-                        help=f'where the generated data lives (default {DATA};'
-                        ' generated there if missing)')
-    parser.add_argument('--threads', type=int, default=1,
-                        help='torch threads (default 1: on small shared '
-                        'VMs two OpenMP threads can be several times slower)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='extra overrides, e.g. a shorter '
-                        'train_cfg.max_iters=100')
+    parser.add_argument(
+        '--data-root',
+        default=DATA,
+        help=f'where the generated data lives (default {DATA};'
+        ' generated there if missing)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch threads (default 1: on small shared '
+        'VMs two OpenMP threads can be several times slower)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='extra overrides, e.g. a shorter '
+        'train_cfg.max_iters=100')
     return parser.parse_args(argv)
 
 
@@ -81,7 +100,10 @@ def _images(dataset, num: int) -> list:
     return [indices for _, indices in groups]
 
 
-def draw_predictions(runner: Runner, cfg, out_file: str, num: int = 8,
+def draw_predictions(runner: Runner,
+                     cfg,
+                     out_file: str,
+                     num: int = 8,
                      **draw_kwargs) -> None:
     """A grid of val images with the model's predictions drawn on them.
 
@@ -106,15 +128,22 @@ def draw_predictions(runner: Runner, cfg, out_file: str, num: int = 8,
             samples = [merge_data_samples(samples)]
         sample = samples[0]
         image = cv2.imread(sample.img_path)[..., ::-1]
-        visualizer.add_datasample('pred', image, data_sample=sample,
-                                  draw_gt=False, show=False, **draw_kwargs)
+        visualizer.add_datasample(
+            'pred',
+            image,
+            data_sample=sample,
+            draw_gt=False,
+            show=False,
+            **draw_kwargs)
         tiles.append(visualizer.get_image())
     h, w = tiles[0].shape[:2]
     tiles = [cv2.resize(t, (w, h)) for t in tiles]
     while len(tiles) % 4:
         tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.concatenate(tiles[i:i + 4], axis=1)
-            for i in range(0, len(tiles), 4)]
+    rows = [
+        np.concatenate(tiles[i:i + 4], axis=1)
+        for i in range(0, len(tiles), 4)
+    ]
     cv2.imwrite(out_file, np.concatenate(rows, axis=0)[..., ::-1])
 
 
@@ -130,8 +159,10 @@ def _relocate(value, old: str, new: str):
     return value
 
 
-def run(task_name: str = 'det', work_dir: Optional[str] = None,
-        data_root: str = DATA, cfg_options: Optional[dict] = None) -> dict:
+def run(task_name: str = 'det',
+        work_dir: Optional[str] = None,
+        data_root: str = DATA,
+        cfg_options: Optional[dict] = None) -> dict:
     """Generate the data if needed, train, test and draw.
 
     Returns the test metrics, the training losses (one per iteration), and
@@ -142,9 +173,9 @@ def run(task_name: str = 'det', work_dir: Optional[str] = None,
     work_dir = work_dir or f'work_dirs/demo_{task_name}'
     cfg = load_config(osp.join(ROOT, task['config']), cfg_options, work_dir)
     if osp.normpath(data_root) != DATA:
-        cfg = Config(_relocate(cfg.to_dict(), DATA + '/',
-                               osp.join(data_root, '')),
-                     filename=cfg.filename)
+        cfg = Config(
+            _relocate(cfg.to_dict(), DATA + '/', osp.join(data_root, '')),
+            filename=cfg.filename)
     # test once, below (an iteration-based loop would also validate at its
     # last iteration whatever the val_interval)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
@@ -155,9 +186,12 @@ def run(task_name: str = 'det', work_dir: Optional[str] = None,
     metrics = runner.test()
     picture = osp.join(runner.log_dir, 'predictions.png')
     draw_predictions(runner, cfg, picture, **task.get('draw', {}))
-    return dict(metrics=metrics, losses=losses, log_dir=runner.log_dir,
-                picture=picture,
-                checkpoint=osp.join(work_dir, f'iter_{runner.iter}.pth'))
+    return dict(
+        metrics=metrics,
+        losses=losses,
+        log_dir=runner.log_dir,
+        picture=picture,
+        checkpoint=osp.join(work_dir, f'iter_{runner.iter}.pth'))
 
 
 def main(argv=None) -> int:

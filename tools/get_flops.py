@@ -19,18 +19,24 @@ import mmregionvit  # noqa: F401
 from mmregionvit.utils.complexity import TensorMode, count_macs
 from mmregionvit.utils.config import load_config
 
-SAMPLES = {'mmdet': ('mmdet.structures', 'DetDataSample'),
-           'mmseg': ('mmseg.structures', 'SegDataSample'),
-           'mmpose': ('mmpose.structures', 'PoseDataSample')}
+SAMPLES = {
+    'mmdet': ('mmdet.structures', 'DetDataSample'),
+    'mmseg': ('mmseg.structures', 'SegDataSample'),
+    'mmpose': ('mmpose.structures', 'PoseDataSample')
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Count params and FLOPs')
     parser.add_argument('config')
-    parser.add_argument('--shape', type=int, nargs=2, default=None,
-                        metavar=('H', 'W'),
-                        help='input size (default 672 1120 for detection, '
-                        '512 512 for segmentation, 256 192 for keypoints)')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=('H', 'W'),
+        help='input size (default 672 1120 for detection, '
+        '512 512 for segmentation, 256 192 for keypoints)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
@@ -43,18 +49,23 @@ def complexity(cfg, shape) -> dict:
     model = MODELS.build(cfg.model).eval()
     h, w = shape
     module, name = SAMPLES[cfg.default_scope]
-    sample = getattr(importlib.import_module(module), name)(metainfo=dict(
-        img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-        batch_input_shape=(h, w), scale_factor=(1.0, 1.0),
-        input_size=(w, h)))
+    sample = getattr(importlib.import_module(module), name)(
+        metainfo=dict(
+            img_shape=(h, w),
+            ori_shape=(h, w),
+            pad_shape=(h, w),
+            batch_input_shape=(h, w),
+            scale_factor=(1.0, 1.0),
+            input_size=(w, h)))
     x = torch.randn(1, 3, h, w)
     total, uncounted = count_macs(TensorMode(model, [sample]), (x, ))
     backbone, _ = count_macs(model.backbone, (x, ))
-    return dict(params=sum(p.numel() for p in model.parameters()),
-                backbone_params=sum(p.numel()
-                                    for p in model.backbone.parameters()),
-                gflops=total / 1e9, backbone_gflops=backbone / 1e9,
-                uncounted=uncounted)
+    return dict(
+        params=sum(p.numel() for p in model.parameters()),
+        backbone_params=sum(p.numel() for p in model.backbone.parameters()),
+        gflops=total / 1e9,
+        backbone_gflops=backbone / 1e9,
+        uncounted=uncounted)
 
 
 def main(argv=None) -> int:
@@ -64,8 +75,11 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ImportError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    shape = args.shape or {'mmdet': (672, 1120), 'mmseg': (512, 512),
-                           'mmpose': (256, 192)}[cfg.default_scope]
+    shape = args.shape or {
+        'mmdet': (672, 1120),
+        'mmseg': (512, 512),
+        'mmpose': (256, 192)
+    }[cfg.default_scope]
     r = complexity(cfg, shape)
     print(f'{args.config} at {shape[0]}x{shape[1]}:')
     print(f'  params: {r["params"] / 1e6:.2f} M '

@@ -21,8 +21,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('checkpoint')
     parser.add_argument('inputs', nargs='+', help='images or folders')
     parser.add_argument('--out-dir', default='outputs')
-    parser.add_argument('--score-thr', type=float, default=0.3,
-                        help='detection score threshold for drawing')
+    parser.add_argument(
+        '--score-thr',
+        type=float,
+        default=0.3,
+        help='detection score threshold for drawing')
     parser.add_argument('--device', default='cpu')
     return parser.parse_args(argv)
 
@@ -37,15 +40,18 @@ def build_inferencer(cfg, checkpoint: str, device: str):
         from mmseg.apis import MMSegInferencer
         return MMSegInferencer(model=cfg, weights=checkpoint, device=device)
     from mmpose.apis import MMPoseInferencer
+
     # the whole image as the instance box: no detector to download
-    return MMPoseInferencer(pose2d=cfg, pose2d_weights=checkpoint,
-                            det_model='whole_image', device=device)
+    return MMPoseInferencer(
+        pose2d=cfg,
+        pose2d_weights=checkpoint,
+        det_model='whole_image',
+        device=device)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    missing = [p for p in args.inputs + [args.checkpoint]
-               if not osp.exists(p)]
+    missing = [p for p in args.inputs + [args.checkpoint] if not osp.exists(p)]
     try:
         if missing:
             raise FileNotFoundError(f'not found: {", ".join(missing)}')
@@ -57,13 +63,18 @@ def main(argv=None) -> int:
     inferencer = build_inferencer(cfg, args.checkpoint, args.device)
     inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs
     if cfg.default_scope == 'mmdet':
-        inferencer(inputs, out_dir=args.out_dir, no_save_pred=False,
-                   pred_score_thr=args.score_thr)
+        inferencer(
+            inputs,
+            out_dir=args.out_dir,
+            no_save_pred=False,
+            pred_score_thr=args.score_thr)
     elif cfg.default_scope == 'mmseg':
         inferencer(inputs, out_dir=args.out_dir)
     else:
-        for _ in inferencer(inputs, vis_out_dir=osp.join(args.out_dir, 'vis'),
-                            pred_out_dir=osp.join(args.out_dir, 'preds')):
+        for _ in inferencer(
+                inputs,
+                vis_out_dir=osp.join(args.out_dir, 'vis'),
+                pred_out_dir=osp.join(args.out_dir, 'preds')):
             pass
     print(f'predictions drawn in {osp.join(args.out_dir, "vis")}')
     return 0

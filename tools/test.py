@@ -23,20 +23,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where logs and metrics go')
-    parser.add_argument('--format-only', metavar='PREFIX',
-                        help='write server results instead of evaluating: '
-                        'COCO JSON files PREFIX.bbox.json / PREFIX.segm.json '
-                        '/ PREFIX.keypoints.json, or segmentation PNGs in '
-                        'the folder PREFIX')
-    parser.add_argument('--show-dir', help='save visualisations here '
-                        '(relative to the work dir)')
-    parser.add_argument('--tta', action='store_true',
-                        help='test-time augmentation (tta_model and '
-                        'tta_pipeline of the config)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config keys')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument(
+        '--format-only',
+        metavar='PREFIX',
+        help='write server results instead of evaluating: '
+        'COCO JSON files PREFIX.bbox.json / PREFIX.segm.json '
+        '/ PREFIX.keypoints.json, or segmentation PNGs in '
+        'the folder PREFIX')
+    parser.add_argument(
+        '--show-dir',
+        help='save visualisations here '
+        '(relative to the work dir)')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='test-time augmentation (tta_model and '
+        'tta_pipeline of the config)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys')
+    parser.add_argument(
+        '--launcher',
+        default='none',
+        choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))

@@ -2,7 +2,8 @@
 
     python tools/train.py configs/detection/maskrcnn_regionvit_s_coco.py
     python tools/train.py CONFIG --resume            # latest in the work dir
-    python tools/train.py CONFIG --amp --cfg-options train_dataloader.batch_size=4
+    python tools/train.py CONFIG --amp \
+        --cfg-options train_dataloader.batch_size=4
 """
 import argparse
 import os
@@ -20,18 +21,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='config file')
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
-    parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision (float16 on GPUs, bfloat16 on a CPU)')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the LR by the real batch size')
-    parser.add_argument('--resume', nargs='?', const='auto',
-                        help='resume from this checkpoint, or (no value) '
-                        'from the latest one in the work dir')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config keys, e.g. '
-                        'train_cfg.max_epochs=1')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='automatic mixed precision (float16 on GPUs, bfloat16 on a CPU)')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the LR by the real batch size')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        help='resume from this checkpoint, or (no value) '
+        'from the latest one in the work dir')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. '
+        'train_cfg.max_epochs=1')
+    parser.add_argument(
+        '--launcher',
+        default='none',
+        choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -53,8 +66,10 @@ def main(argv=None) -> int:
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-            print('error: --auto-scale-lr needs auto_scale_lr.base_batch_size'
-                  ' in the config', file=sys.stderr)
+            print(
+                'error: --auto-scale-lr needs auto_scale_lr.base_batch_size'
+                ' in the config',
+                file=sys.stderr)
             return 2
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':

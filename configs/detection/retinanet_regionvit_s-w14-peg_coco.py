@@ -1,4 +1,5 @@
-# RetinaNet RegionViT-s-w14-peg, 1x schedule (see retinanet_regionvit_s_coco.py).
+# RetinaNet RegionViT-s-w14-peg,
+# 1x schedule (see retinanet_regionvit_s_coco.py).
 # The ImageNet weights were trained with 7x7 windows; loading converts them
 # to 14x14 (bicubic resize of the regional kernel and position tables).
 _base_ = './retinanet_regionvit_s_coco.py'

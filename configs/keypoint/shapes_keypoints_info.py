@@ -13,14 +13,11 @@ dataset_info = dict(
         homepage='',
     ),
     keypoint_info={
-        0: dict(name='top', id=0, color=[255, 128, 0], type='upper',
-                swap=''),
-        1: dict(name='right', id=1, color=[0, 255, 0], type='',
-                swap='left'),
-        2: dict(name='bottom', id=2, color=[51, 153, 255], type='lower',
-                swap=''),
-        3: dict(name='left', id=3, color=[255, 0, 255], type='',
-                swap='right'),
+        0: dict(name='top', id=0, color=[255, 128, 0], type='upper', swap=''),
+        1: dict(name='right', id=1, color=[0, 255, 0], type='', swap='left'),
+        2:
+        dict(name='bottom', id=2, color=[51, 153, 255], type='lower', swap=''),
+        3: dict(name='left', id=3, color=[255, 0, 255], type='', swap='right'),
     },
     skeleton_info={
         0: dict(link=('top', 'right'), id=0, color=[255, 255, 255]),

@@ -15,13 +15,19 @@ codec = dict(
 
 model = dict(
     backbone=dict(
-        arch=dict(_delete_=True,
-                  embed_dim=[32, 32, 64, 128, 256], num_heads=[1, 2, 4, 8],
-                  depth=[1, 1, 2, 1], kernel_sizes=[7, 7, 7, 7]),
+        arch=dict(
+            _delete_=True,
+            embed_dim=[32, 32, 64, 128, 256],
+            num_heads=[1, 2, 4, 8],
+            depth=[1, 1, 2, 1],
+            kernel_sizes=[7, 7, 7, 7]),
         drop_path_rate=0.0,
         init_cfg=None),  # no ImageNet weights offline: trained from scratch
-    head=dict(in_channels=256, out_channels=4,
-              deconv_out_channels=(128, 128, 128), decoder=codec))
+    head=dict(
+        in_channels=256,
+        out_channels=4,
+        deconv_out_channels=(128, 128, 128),
+        decoder=codec))
 
 # No rotation (top/right/bottom/left are defined in image axes) and no
 # half-body crops.
@@ -41,16 +47,24 @@ val_pipeline = [
     dict(type='PackPoseInputs'),
 ]
 train_dataloader = dict(
-    batch_size=32, num_workers=1,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 ann_file='annotations/keypoints_train.json',
-                 data_prefix=dict(img='train/'), pipeline=train_pipeline))
+    batch_size=32,
+    num_workers=1,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/keypoints_train.json',
+        data_prefix=dict(img='train/'),
+        pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=32, num_workers=1,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 ann_file='annotations/keypoints_val.json',
-                 bbox_file=None,  # ground-truth boxes
-                 data_prefix=dict(img='val/'), pipeline=val_pipeline))
+    batch_size=32,
+    num_workers=1,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/keypoints_val.json',
+        bbox_file=None,  # ground-truth boxes
+        data_prefix=dict(img='val/'),
+        pipeline=val_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/keypoints_val.json')
 test_evaluator = val_evaluator
@@ -58,14 +72,20 @@ test_evaluator = val_evaluator
 # 32 instances a batch: 0.57-0.60 AP on val after 500 iterations (batch 16
 # reached only 0.40 after 600)
 max_iters = 500
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop',
-                 max_iters=max_iters, val_interval=max_iters)
+train_cfg = dict(
+    _delete_=True,
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=50),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=50,
-         end=max_iters, eta_min=1e-5),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=False,
+        begin=50,
+        end=max_iters,
+        eta_min=1e-5),
 ]
 default_hooks = dict(
     logger=dict(interval=25),

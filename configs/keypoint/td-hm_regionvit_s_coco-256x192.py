@@ -27,17 +27,22 @@ default_hooks = dict(checkpoint=dict(save_best='coco/AP', rule='greater'))
 
 # optimizer and schedule
 optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999),
-                   weight_decay=0.05),
+    optimizer=dict(
+        type='AdamW', lr=5e-4, betas=(0.9, 0.999), weight_decay=0.05),
     # no weight decay on norms and relative-position tables
-    paramwise_cfg=dict(norm_decay_mult=0.0,
-                       custom_keys={'.rel_pos': dict(decay_mult=0.0)}),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0, custom_keys={'.rel_pos': dict(decay_mult=0.0)}),
     clip_grad=dict(max_norm=1.0, norm_type=2))
 param_scheduler = [
-    dict(type='LinearLR', begin=0, end=500, start_factor=0.001,
-         by_epoch=False),
-    dict(type='MultiStepLR', begin=0, end=210, milestones=[170, 200],
-         gamma=0.1, by_epoch=True),
+    dict(
+        type='LinearLR', begin=0, end=500, start_factor=0.001, by_epoch=False),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=210,
+        milestones=[170, 200],
+        gamma=0.1,
+        by_epoch=True),
 ]
 auto_scale_lr = dict(base_batch_size=512)
 

@@ -40,10 +40,16 @@ tta_pipeline = [
     dict(
         type='TestTimeAug',
         transforms=[
-            [dict(type='Resize', scale=(int(2048 * r), int(512 * r)),
-                  keep_ratio=True) for r in img_ratios],
-            [dict(type='RandomFlip', prob=0., direction='horizontal'),
-             dict(type='RandomFlip', prob=1., direction='horizontal')],
+            [
+                dict(
+                    type='Resize',
+                    scale=(int(2048 * r), int(512 * r)),
+                    keep_ratio=True) for r in img_ratios
+            ],
+            [
+                dict(type='RandomFlip', prob=0., direction='horizontal'),
+                dict(type='RandomFlip', prob=1., direction='horizontal')
+            ],
             [dict(type='LoadAnnotations')],
             [dict(type='PackSegInputs')],
         ])
@@ -55,10 +61,15 @@ tta_pipeline = [
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, weight_decay=1e-4),
     # no weight decay on norms and relative-position tables
-    paramwise_cfg=dict(norm_decay_mult=0.0,
-                       custom_keys={'.rel_pos': dict(decay_mult=0.0)}))
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0, custom_keys={'.rel_pos': dict(decay_mult=0.0)}))
 param_scheduler = [
-    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=80000,
-         by_epoch=False),
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=0.9,
+        begin=0,
+        end=80000,
+        by_epoch=False),
 ]
 auto_scale_lr = dict(base_batch_size=16)

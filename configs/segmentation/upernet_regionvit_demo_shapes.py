@@ -6,24 +6,26 @@
 _base_ = './upernet_regionvit_s_ade20k.py'
 
 data_root = 'data/shapes/'
-metainfo = dict(classes=('background', 'circle', 'triangle', 'rectangle'),
-                palette=[(0, 0, 0), (220, 20, 60), (0, 160, 80),
-                         (30, 90, 230)])
+metainfo = dict(
+    classes=('background', 'circle', 'triangle', 'rectangle'),
+    palette=[(0, 0, 0), (220, 20, 60), (0, 160, 80), (30, 90, 230)])
 crop_size = (128, 128)  # training crops of the 192x192 images
 num_classes = len(metainfo['classes'])
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
-        arch=dict(_delete_=True,
-                  embed_dim=[32, 32, 64, 128, 256], num_heads=[1, 2, 4, 8],
-                  depth=[1, 1, 2, 1], kernel_sizes=[7, 7, 7, 7]),
+        arch=dict(
+            _delete_=True,
+            embed_dim=[32, 32, 64, 128, 256],
+            num_heads=[1, 2, 4, 8],
+            depth=[1, 1, 2, 1],
+            kernel_sizes=[7, 7, 7, 7]),
         drop_path_rate=0.0,
         init_cfg=None),  # no ImageNet weights offline: trained from scratch
-    decode_head=dict(in_channels=[32, 64, 128, 256], channels=32,
-                     num_classes=num_classes),
-    auxiliary_head=dict(in_channels=128, channels=16,
-                        num_classes=num_classes))
+    decode_head=dict(
+        in_channels=[32, 64, 128, 256], channels=32, num_classes=num_classes),
+    auxiliary_head=dict(in_channels=128, channels=16, num_classes=num_classes))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -38,17 +40,25 @@ test_pipeline = [  # whole 192x192 images
     dict(type='LoadAnnotations', reduce_zero_label=False),
     dict(type='PackSegInputs'),
 ]
-shapes_dataset = dict(type='BaseSegDataset', data_root=data_root,
-                      metainfo=metainfo, img_suffix='.png',
-                      seg_map_suffix='.png', reduce_zero_label=False)
+shapes_dataset = dict(
+    type='BaseSegDataset',
+    data_root=data_root,
+    metainfo=metainfo,
+    img_suffix='.png',
+    seg_map_suffix='.png',
+    reduce_zero_label=False)
 train_dataloader = dict(
-    batch_size=4, num_workers=1, persistent_workers=True,
+    batch_size=4,
+    num_workers=1,
+    persistent_workers=True,
     dataset=dict(
         shapes_dataset,
         data_prefix=dict(img_path='train', seg_map_path='ann_dir/train'),
         pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=4, num_workers=1, persistent_workers=True,
+    batch_size=4,
+    num_workers=1,
+    persistent_workers=True,
     dataset=dict(
         shapes_dataset,
         data_prefix=dict(img_path='val', seg_map_path='ann_dir/val'),
@@ -62,10 +72,13 @@ max_iters = 2000
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=50),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=50,
-         end=max_iters, eta_min=1e-5),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=False,
+        begin=50,
+        end=max_iters,
+        eta_min=1e-5),
 ]
 default_hooks = dict(
     logger=dict(interval=25),

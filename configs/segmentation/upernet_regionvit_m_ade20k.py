@@ -5,5 +5,5 @@ _base_ = './upernet_regionvit_s_ade20k.py'
 pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-M.pth'  # noqa: E501
 model = dict(
     backbone=dict(
-        arch='medium',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
+        arch='medium', init_cfg=dict(type='Pretrained',
+                                     checkpoint=pretrained)))

@@ -50,10 +50,16 @@ tta_pipeline = [
     dict(
         type='TestTimeAug',
         transforms=[
-            [dict(type='Resize', scale=(int(2048 * r), int(512 * r)),
-                  keep_ratio=True) for r in img_ratios],
-            [dict(type='RandomFlip', prob=0., direction='horizontal'),
-             dict(type='RandomFlip', prob=1., direction='horizontal')],
+            [
+                dict(
+                    type='Resize',
+                    scale=(int(2048 * r), int(512 * r)),
+                    keep_ratio=True) for r in img_ratios
+            ],
+            [
+                dict(type='RandomFlip', prob=0., direction='horizontal'),
+                dict(type='RandomFlip', prob=1., direction='horizontal')
+            ],
             [dict(type='LoadAnnotations')],
             [dict(type='PackSegInputs')],
         ])
@@ -63,15 +69,24 @@ tta_pipeline = [
 train_dataloader = dict(batch_size=2)
 
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=6e-5, betas=(0.9, 0.999),
-                   weight_decay=0.01),
+    optimizer=dict(
+        _delete_=True,
+        type='AdamW',
+        lr=6e-5,
+        betas=(0.9, 0.999),
+        weight_decay=0.01),
     # no weight decay on norms and relative-position tables
-    paramwise_cfg=dict(norm_decay_mult=0.0,
-                       custom_keys={'.rel_pos': dict(decay_mult=0.0)}))
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0, custom_keys={'.rel_pos': dict(decay_mult=0.0)}))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
-         end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000,
-         by_epoch=False),
+    dict(
+        type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=1.0,
+        begin=1500,
+        end=160000,
+        by_epoch=False),
 ]
 auto_scale_lr = dict(base_batch_size=16)

@@ -81,9 +81,9 @@ class AmpOptimWrapper(_MMEngineAmpOptimWrapper):
         def autocast_forward(*args, **kwargs):
             with torch.autocast('cpu', dtype=self.cast_dtype):
                 out = forward(*args, **kwargs)
-            return apply_to(out, lambda x: isinstance(x, torch.Tensor)
-                            and x.dtype == self.cast_dtype,
-                            lambda x: x.float())
+            return apply_to(
+                out, lambda x: isinstance(x, torch.Tensor) and x.dtype == self.
+                cast_dtype, lambda x: x.float())
 
         # OptimWrapper's context: gradient accumulation, no autocast
         with OptimWrapper.optim_context(self, model):

@@ -6,5 +6,7 @@ try:  # detection extras, when mmdet is installed
 except ImportError:
     DetectronRetinaHead = None
 
-__all__ = ['ARCH_SETTINGS', 'DetectronRetinaHead', 'RegionViT',
-           'checkpoint_filter_fn', 'load_pretrained']
+__all__ = [
+    'ARCH_SETTINGS', 'DetectronRetinaHead', 'RegionViT',
+    'checkpoint_filter_fn', 'load_pretrained'
+]

@@ -36,8 +36,10 @@ class _BiasedAttention(torch.autograd.Function):
         if group == 1 or group == m:
             out, lse = _flash(q, k, v, mask)
         else:
-            parts = [_flash(q[i:i + group], k[i:i + group], v[i:i + group],
-                            mask) for i in range(0, m, group)]
+            parts = [
+                _flash(q[i:i + group], k[i:i + group], v[i:i + group], mask)
+                for i in range(0, m, group)
+            ]
             out = torch.cat([o for o, _ in parts])
             lse = torch.cat([s for _, s in parts])
         ctx.save_for_backward(q, k, v, mask, out, lse)
@@ -51,18 +53,20 @@ class _BiasedAttention(torch.autograd.Function):
         shared = mask.shape[0] == 1  # one mask for every window
         group = m if shared else mask.shape[0]
         step = max(1, _BACKWARD_CHUNK // (h * length * length))
-        dq, dk, dv = (torch.empty_like(q, memory_format=torch.contiguous_format)
-                      for _ in range(3))
+        dq, dk, dv = (
+            torch.empty_like(q, memory_format=torch.contiguous_format)
+            for _ in range(3))
         # float32 arithmetic chunk by chunk, also for bfloat16 inputs
         dmask = torch.zeros(mask.shape, device=mask.device)
         for start in range(0, m, group):
             for i in range(start, start + group, step):
                 j = min(i + step, start + group)
                 mk = mask if shared else mask[i - start:j - start]
-                qi, ki, vi, oi, doi = (t[i:j].float()
-                                       for t in (q, k, v, out, dout))
-                p = torch.exp(torch.matmul(qi, ki.transpose(-2, -1)) * scale
-                              + mk.float() - lse[i:j, ..., None])
+                qi, ki, vi, oi, doi = (
+                    t[i:j].float() for t in (q, k, v, out, dout))
+                p = torch.exp(
+                    torch.matmul(qi, ki.transpose(-2, -1)) * scale +
+                    mk.float() - lse[i:j, ..., None])
                 dv[i:j] = torch.matmul(p.transpose(-2, -1), doi)
                 delta = (doi * oi).sum(-1, keepdim=True)
                 ds = p * (torch.matmul(doi, vi.transpose(-2, -1)) - delta)

@@ -24,8 +24,11 @@ _RENAMES = (
     (r'^norm(\d+)\.', r'stages.\1.out_norm.'),
 )
 _BLOCK = re.compile(r'^layers\.(\d+)\.block\.(\d+)\.(.*)$')
-_BLOCK_PARTS = {'norm0.': 'regional_norm.', 'norm1.': 'local_norm.',
-                'norm2.': 'mlp_norm.'}
+_BLOCK_PARTS = {
+    'norm0.': 'regional_norm.',
+    'norm1.': 'local_norm.',
+    'norm2.': 'mlp_norm.'
+}
 
 
 class CheckpointMismatchError(KeyError):
@@ -46,8 +49,10 @@ def extract_state_dict(checkpoint: dict) -> Dict[str, Tensor]:
 def _strip_prefix(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     for prefix in _PREFIXES:
         if any(k.startswith(prefix) for k in state_dict):
-            return {k[len(prefix):]: v for k, v in state_dict.items()
-                    if k.startswith(prefix)}
+            return {
+                k[len(prefix):]: v
+                for k, v in state_dict.items() if k.startswith(prefix)
+            }
     return dict(state_dict)
 
 
@@ -116,9 +121,11 @@ def _convert_windows(state_dict: Dict[str, Tensor], window_sizes: list,
     kernel = state_dict.get('regional_embed.weight')
     region = patch_size * window_sizes[0]
     if kernel is not None and kernel.shape[-1] != region:
-        print_log(f'Converting the regional embedding kernel from '
-                  f'{kernel.shape[-1]}x{kernel.shape[-1]} to {region}x{region}'
-                  ' (window size change)', logger='current')
+        print_log(
+            f'Converting the regional embedding kernel from '
+            f'{kernel.shape[-1]}x{kernel.shape[-1]} to {region}x{region}'
+            ' (window size change)',
+            logger='current')
         state_dict['regional_embed.weight'] = F.interpolate(
             kernel, size=(region, region), mode='bicubic')
     for key, table in list(state_dict.items()):
@@ -128,13 +135,15 @@ def _convert_windows(state_dict: Dict[str, Tensor], window_sizes: list,
         window = window_sizes[int(m.group(1))]
         if table.shape[1] != (2 * window - 1)**2:
             side = int(math.isqrt(table.shape[1]))
-            print_log(f'Converting {key} from a {side}x{side} table to '
-                      f'window {window} (window size change)',
-                      logger='current')
+            print_log(
+                f'Converting {key} from a {side}x{side} table to '
+                f'window {window} (window size change)',
+                logger='current')
             state_dict[key] = _resize_rel_pos(table, window)
 
 
-def load_pretrained(model: torch.nn.Module, filename: str,
+def load_pretrained(model: torch.nn.Module,
+                    filename: str,
                     prefix: Optional[str] = None) -> None:
     """Load a checkpoint file into a :class:`RegionViT`, strictly.
 
@@ -143,12 +152,14 @@ def load_pretrained(model: torch.nn.Module, filename: str,
     detection norms (kept at their initial values) and the PEG convs (set
     to zero, which makes each PEG an identity).
     """
-    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu',
-                                                  logger='current')
+    checkpoint = CheckpointLoader.load_checkpoint(
+        filename, map_location='cpu', logger='current')
     state_dict = extract_state_dict(checkpoint)
     if prefix:
-        state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
-                      if k.startswith(prefix)}
+        state_dict = {
+            k[len(prefix):]: v
+            for k, v in state_dict.items() if k.startswith(prefix)
+        }
     state_dict = checkpoint_filter_fn(state_dict, model.arch['kernel_sizes'],
                                       model.arch['patch_size'])
     own = model.state_dict()
@@ -168,8 +179,10 @@ def load_pretrained(model: torch.nn.Module, filename: str,
             for k in absent:
                 state_dict[k] = own[k] if fill is None else \
                     torch.full_like(own[k], fill)
-            print_log(f'{filename} has no {part.strip(".")} weights; they '
-                      f'{note}.', logger='current')
+            print_log(
+                f'{filename} has no {part.strip(".")} weights; they '
+                f'{note}.',
+                logger='current')
             missing = [k for k in missing if k not in absent]
     if missing or unexpected or mismatched:
         lines = [f'{filename} does not fit RegionViT(arch={model.arch}):']

@@ -19,7 +19,8 @@ _MASK_RCNN_RULES: List[Rule] = [
     (r'backbone\.fpn_lateral(\d)\.', 'neck.lateral_convs.{L2}.conv.'),
     (r'backbone\.fpn_output(\d)\.', 'neck.fpn_convs.{L2}.conv.'),
     (r'proposal_generator\.rpn_head\.conv\.', 'rpn_head.rpn_conv.'),
-    (r'proposal_generator\.rpn_head\.objectness_logits\.', 'rpn_head.rpn_cls.'),
+    (r'proposal_generator\.rpn_head\.objectness_logits\.',
+     'rpn_head.rpn_cls.'),
     (r'proposal_generator\.rpn_head\.anchor_deltas\.', 'rpn_head.rpn_reg.'),
     (r'roi_heads\.box_head\.fc(\d)\.', 'roi_head.bbox_head.shared_fcs.{I1}.'),
     (r'roi_heads\.box_predictor\.cls_score\.', 'roi_head.bbox_head.fc_cls.'),
@@ -68,19 +69,19 @@ def retinanet_anchor_order(num_sizes: int, num_ratios: int) -> Tensor:
     detectron2 lists a location's anchors size-major (size, then ratio);
     mmdet's AnchorGenerator lists them ratio-major.
     """
-    ratio, size = torch.meshgrid(torch.arange(num_ratios),
-                                 torch.arange(num_sizes), indexing='ij')
+    ratio, size = torch.meshgrid(
+        torch.arange(num_ratios), torch.arange(num_sizes), indexing='ij')
     return (size * num_ratios + ratio).flatten()
 
 
-def _reorder_anchors(value: Tensor, num_anchors: int,
-                     order: Tensor) -> Tensor:
+def _reorder_anchors(value: Tensor, num_anchors: int, order: Tensor) -> Tensor:
     per_anchor = value.shape[0] // num_anchors
     return value.reshape(num_anchors, per_anchor,
                          *value.shape[1:])[order].flatten(0, 1)
 
 
-def convert_detectron2(checkpoint: dict, num_sizes: int = 3,
+def convert_detectron2(checkpoint: dict,
+                       num_sizes: int = 3,
                        num_ratios: int = 3) -> Dict[str, Tensor]:
     """mmdet state dict of an official detectron2 RetinaNet or Mask R-CNN.
 
@@ -101,8 +102,10 @@ def convert_detectron2(checkpoint: dict, num_sizes: int = 3,
     backbone = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
     if not backbone:
         raise ValueError(f'No backbone weights ({prefix}*) in the checkpoint.')
-    out = {f'backbone.{k}': v
-           for k, v in checkpoint_filter_fn(backbone).items()}
+    out = {
+        f'backbone.{k}': v
+        for k, v in checkpoint_filter_fn(backbone).items()
+    }
     order = retinanet_anchor_order(num_sizes, num_ratios)
     unmapped = []
     for key, value in state_dict.items():
@@ -112,8 +115,8 @@ def convert_detectron2(checkpoint: dict, num_sizes: int = 3,
         if target is None:
             unmapped.append(key)
             continue
-        if target.startswith(('bbox_head.retina_cls.',
-                              'bbox_head.retina_reg.')):
+        head = ('bbox_head.retina_cls.', 'bbox_head.retina_reg.')
+        if target.startswith(head):
             value = _reorder_anchors(value, len(order), order)
         out[target] = value
     if unmapped:
@@ -129,8 +132,9 @@ def check_against_model(state_dict: Dict[str, Tensor],
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    mismatched = sorted(k for k in set(own) & set(state_dict)
-                        if own[k].shape != state_dict[k].shape)
+    mismatched = sorted(
+        k for k in set(own) & set(state_dict)
+        if own[k].shape != state_dict[k].shape)
     if missing or unexpected or mismatched:
         raise CheckpointMismatchError(
             'The converted checkpoint does not fit the config\'s model: '

@@ -35,9 +35,9 @@ def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
             and not torch.is_autocast_enabled('cpu')
             and not torch.compiler.is_compiling()
             and not torch.jit.is_tracing()):
-        out = _FUSED_LINEAR(x.reshape(-1, x.shape[-1]), layer.weight,
-                            layer.bias, 'gelu' if gelu else 'none', [],
-                            'none' if gelu else '')
+        out = _FUSED_LINEAR(
+            x.reshape(-1, x.shape[-1]), layer.weight, layer.bias,
+            'gelu' if gelu else 'none', [], 'none' if gelu else '')
         return out.view(*x.shape[:-1], -1)
     x = F.linear(x, layer.weight, layer.bias)
     return F.gelu(x) if gelu else x
@@ -78,8 +78,8 @@ class _NormLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, eps: float, ln_w: Tensor, ln_b: Tensor,
                 w: Tensor, b: Tensor) -> Tensor:
-        u, mean, rstd = torch.native_layer_norm(x, (x.shape[-1], ), ln_w,
-                                                ln_b, eps)
+        u, mean, rstd = torch.native_layer_norm(x, (x.shape[-1], ), ln_w, ln_b,
+                                                eps)
         ctx.save_for_backward(x, mean, rstd, ln_w, ln_b, w)
         return F.linear(u, w, b)
 
@@ -89,9 +89,9 @@ class _NormLinear(torch.autograd.Function):
         c = x.shape[-1]
         u = _norm(x, mean, rstd, ln_w, ln_b).reshape(-1, c)
         du, dw, db = _linear_grads(dy.reshape(-1, dy.shape[-1]), u, w)
-        dx, dln_w, dln_b = _layer_norm_backward(du.to(x.dtype).view_as(x), x,
-                                                (c, ), mean, rstd, ln_w,
-                                                ln_b, [True] * 3)
+        dx, dln_w, dln_b = _layer_norm_backward(
+            du.to(x.dtype).view_as(x), x, (c, ), mean, rstd, ln_w, ln_b,
+            [True] * 3)
         return dx, None, dln_w, dln_b, dw, db
 
 
@@ -147,9 +147,14 @@ class _NormMlp(torch.autograd.Function):
         x2, dy2 = x.reshape(-1, c), dy.reshape(-1, dy.shape[-1])
         dx = torch.empty_like(x2)
         # parameter gradients, summed over the chunks
-        grads = [torch.zeros_like(ln_w), torch.zeros_like(ln_b),
-                 torch.zeros_like(w1), w1.new_zeros(w1.shape[0]),
-                 torch.zeros_like(w2), w2.new_zeros(w2.shape[0])]
+        grads = [
+            torch.zeros_like(ln_w),
+            torch.zeros_like(ln_b),
+            torch.zeros_like(w1),
+            w1.new_zeros(w1.shape[0]),
+            torch.zeros_like(w2),
+            w2.new_zeros(w2.shape[0])
+        ]
         step = _chunk_rows(x2)
         for i in range(0, x2.shape[0], step):
             r = slice(i, i + step)
@@ -178,8 +183,8 @@ class _NormGeluConv(torch.autograd.Function):
                                                 ln_b, eps)
         ctx.conv = (stride, padding, groups)
         ctx.save_for_backward(xl, mean, rstd, ln_w, ln_b, w)
-        return F.conv2d(F.gelu(u).permute(0, 3, 1, 2), w, b, stride, padding,
-                        1, groups)
+        return F.conv2d(
+            F.gelu(u).permute(0, 3, 1, 2), w, b, stride, padding, 1, groups)
 
     @staticmethod
     def backward(ctx, dy: Tensor) -> Tuple[Tensor, ...]:
@@ -187,14 +192,15 @@ class _NormGeluConv(torch.autograd.Function):
         stride, padding, groups = ctx.conv
         u = _norm(xl, mean, rstd, ln_w, ln_b)
         dg, dw, db = torch.ops.aten.convolution_backward(
-            dy, F.gelu(u).permute(0, 3, 1, 2), w, [w.shape[0]], stride,
-            padding, [1, 1], False, [0, 0], groups, [True] * 3)
+            dy,
+            F.gelu(u).permute(0, 3, 1, 2), w, [w.shape[0]], stride, padding,
+            [1, 1], False, [0, 0], groups, [True] * 3)
         du = torch.ops.aten.gelu_backward(dg.permute(0, 2, 3, 1), u)
         dxl, dln_w, dln_b = _layer_norm_backward(du.contiguous(), xl,
                                                  (xl.shape[-1], ), mean, rstd,
                                                  ln_w, ln_b, [True] * 3)
-        return (dxl.permute(0, 3, 1, 2), None, dln_w, dln_b, dw, db, None,
-                None, None)
+        return (dxl.permute(0, 3, 1,
+                            2), None, dln_w, dln_b, dw, db, None, None, None)
 
 
 def norm_linear(x: Tensor, norm: nn.LayerNorm, layer: nn.Linear) -> Tensor:

@@ -28,35 +28,70 @@ from .fused_ops import linear, norm_gelu_conv, norm_linear, norm_mlp
 
 # Official variants, with the official constructor's argument names.
 ARCH_SETTINGS: Dict[str, dict] = {
-    'tiny': dict(embed_dim=[64, 64, 128, 256, 512], num_heads=[2, 4, 8, 16],
-                 depth=[2, 2, 8, 2], kernel_sizes=[7] * 4,
-                 patch_conv_type='3conv'),
-    'small': dict(embed_dim=[96, 96, 192, 384, 768], num_heads=[3, 6, 12, 24],
-                  depth=[2, 2, 8, 2], kernel_sizes=[7] * 4,
-                  patch_conv_type='3conv'),
-    'medium': dict(embed_dim=[96, 96, 192, 384, 768],
-                   num_heads=[3, 6, 12, 24], depth=[2, 2, 14, 2],
-                   kernel_sizes=[7] * 4, patch_conv_type='1conv'),
-    'base': dict(embed_dim=[128, 128, 256, 512, 1024],
-                 num_heads=[4, 8, 16, 32], depth=[2, 2, 14, 2],
-                 kernel_sizes=[7] * 4, patch_conv_type='1conv'),
-    'small_w14': dict(embed_dim=[96, 96, 192, 384, 768],
-                      num_heads=[3, 6, 12, 24], depth=[2, 2, 8, 2],
-                      kernel_sizes=[14] * 4, patch_conv_type='3conv'),
-    'small_w14_peg': dict(embed_dim=[96, 96, 192, 384, 768],
-                          num_heads=[3, 6, 12, 24], depth=[2, 2, 8, 2],
-                          kernel_sizes=[14] * 4, patch_conv_type='3conv',
-                          peg=True),
-    'base_w14': dict(embed_dim=[128, 128, 256, 512, 1024],
-                     num_heads=[4, 8, 16, 32], depth=[2, 2, 14, 2],
-                     kernel_sizes=[14] * 4, patch_conv_type='1conv'),
-    'base_w14_peg': dict(embed_dim=[128, 128, 256, 512, 1024],
-                         num_heads=[4, 8, 16, 32], depth=[2, 2, 14, 2],
-                         kernel_sizes=[14] * 4, patch_conv_type='1conv',
-                         peg=True),
+    'tiny':
+    dict(
+        embed_dim=[64, 64, 128, 256, 512],
+        num_heads=[2, 4, 8, 16],
+        depth=[2, 2, 8, 2],
+        kernel_sizes=[7] * 4,
+        patch_conv_type='3conv'),
+    'small':
+    dict(
+        embed_dim=[96, 96, 192, 384, 768],
+        num_heads=[3, 6, 12, 24],
+        depth=[2, 2, 8, 2],
+        kernel_sizes=[7] * 4,
+        patch_conv_type='3conv'),
+    'medium':
+    dict(
+        embed_dim=[96, 96, 192, 384, 768],
+        num_heads=[3, 6, 12, 24],
+        depth=[2, 2, 14, 2],
+        kernel_sizes=[7] * 4,
+        patch_conv_type='1conv'),
+    'base':
+    dict(
+        embed_dim=[128, 128, 256, 512, 1024],
+        num_heads=[4, 8, 16, 32],
+        depth=[2, 2, 14, 2],
+        kernel_sizes=[7] * 4,
+        patch_conv_type='1conv'),
+    'small_w14':
+    dict(
+        embed_dim=[96, 96, 192, 384, 768],
+        num_heads=[3, 6, 12, 24],
+        depth=[2, 2, 8, 2],
+        kernel_sizes=[14] * 4,
+        patch_conv_type='3conv'),
+    'small_w14_peg':
+    dict(
+        embed_dim=[96, 96, 192, 384, 768],
+        num_heads=[3, 6, 12, 24],
+        depth=[2, 2, 8, 2],
+        kernel_sizes=[14] * 4,
+        patch_conv_type='3conv',
+        peg=True),
+    'base_w14':
+    dict(
+        embed_dim=[128, 128, 256, 512, 1024],
+        num_heads=[4, 8, 16, 32],
+        depth=[2, 2, 14, 2],
+        kernel_sizes=[14] * 4,
+        patch_conv_type='1conv'),
+    'base_w14_peg':
+    dict(
+        embed_dim=[128, 128, 256, 512, 1024],
+        num_heads=[4, 8, 16, 32],
+        depth=[2, 2, 14, 2],
+        kernel_sizes=[14] * 4,
+        patch_conv_type='1conv',
+        peg=True),
 }
-ARCH_DEFAULTS = dict(patch_size=4, mlp_ratio=4.0, peg=False,
-                     downsampling=['c', 'sc', 'sc', 'sc'])
+ARCH_DEFAULTS = dict(
+    patch_size=4,
+    mlp_ratio=4.0,
+    peg=False,
+    downsampling=['c', 'sc', 'sc', 'sc'])
 # Constructor arguments of the official model that are not architecture.
 _NON_ARCH_KEYS = ('img_size', 'num_classes', 'det_norm')
 
@@ -95,8 +130,9 @@ class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW map, computed channels-last."""
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape,
-                         self.weight, self.bias, self.eps)
+        x = F.layer_norm(
+            x.permute(0, 2, 3, 1), self.normalized_shape, self.weight,
+            self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
 
 
@@ -130,8 +166,8 @@ class PatchEmbed(nn.Module):
         if not isinstance(self.proj, nn.Sequential):
             return self.proj(x)
         conv1, norm1, _, conv2, norm2, _, conv3 = self.proj
-        return norm_gelu_conv(norm_gelu_conv(conv1(x), norm1, conv2), norm2,
-                              conv3)
+        return norm_gelu_conv(
+            norm_gelu_conv(conv1(x), norm1, conv2), norm2, conv3)
 
 
 class RegionalEmbed(nn.Conv2d):
@@ -142,8 +178,7 @@ class RegionalEmbed(nn.Conv2d):
     already fits by a whole extra region.
     """
 
-    def __init__(self, in_channels: int, embed_dim: int,
-                 region: int) -> None:
+    def __init__(self, in_channels: int, embed_dim: int, region: int) -> None:
         super().__init__(in_channels, embed_dim, region, region)
         self.region = region
 
@@ -164,8 +199,7 @@ class Downsample(nn.Sequential):
     width does not change).
     """
 
-    def __init__(self, in_channels: int, out_channels: int,
-                 mode: str) -> None:
+    def __init__(self, in_channels: int, out_channels: int, mode: str) -> None:
         if mode not in ('c', 'sc'):
             raise ValueError(f"downsampling must be 'c' or 'sc', got {mode!r}")
         if mode == 'c' and in_channels == out_channels:
@@ -174,8 +208,8 @@ class Downsample(nn.Sequential):
         k, s = (3, 2) if mode == 'sc' else (1, 1)
         super().__init__(
             LayerNorm2d(in_channels, eps=1e-5), nn.GELU(),
-            nn.Conv2d(in_channels, out_channels, k, s, k // 2,
-                      groups=in_channels))
+            nn.Conv2d(
+                in_channels, out_channels, k, s, k // 2, groups=in_channels))
 
     def forward(self, x: Tensor) -> Tensor:
         if len(self) == 1:
@@ -254,8 +288,8 @@ def _window_keep(h_win: int, w_win: int, ws: int, pad_b: int, pad_r: int,
     right = col_ok[:, None] & col_ok[None, :]
     bottom = row_ok[:, None] & row_ok[None, :]
     length = ws * ws + 1
-    keep = torch.ones(h_win, w_win, length, length, dtype=torch.bool,
-                      device=device)
+    keep = torch.ones(
+        h_win, w_win, length, length, dtype=torch.bool, device=device)
     keep[:, -1] = right
     keep[-1, :] = bottom
     keep[-1, -1] = right | bottom
@@ -280,8 +314,8 @@ class R2LAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rel_pos = nn.Parameter(
             torch.zeros(num_heads, (2 * window_size - 1)**2))
-        self.register_buffer('rel_pos_index', _rel_pos_index(window_size),
-                             persistent=False)
+        self.register_buffer(
+            'rel_pos_index', _rel_pos_index(window_size), persistent=False)
 
     def local_bias(self) -> Tensor:
         """The ``(1, heads, L, L)`` additive bias of a window, zero at slot 0.
@@ -291,7 +325,9 @@ class R2LAttention(nn.Module):
         bias = self.rel_pos[:, self.rel_pos_index]
         return F.pad(bias, (1, 0, 1, 0))[None]
 
-    def forward(self, x: Tensor, norm: nn.LayerNorm,
+    def forward(self,
+                x: Tensor,
+                norm: nn.LayerNorm,
                 attn_mask: Optional[Tensor] = None) -> Tensor:
         """Attend over the second-last dim of ``norm(x)`` (``(M, N, C)``); an
         ``attn_mask`` of ``G`` windows repeats every ``G`` windows."""
@@ -329,7 +365,8 @@ class R2LBlock(nn.Module):
         self.attn = R2LAttention(dim, num_heads, window_size)
         self.mlp_norm = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(
+            drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor, pad_keep: Optional[Tensor]) -> Tensor:
         b, nw, length, c = x.shape
@@ -365,13 +402,15 @@ class R2LBlock(nn.Module):
             self._local(chunk, chunk_mask, out=out[i:i + step])
         return out.view(b, nw, length, c)
 
-    def _local(self, x: Tensor, mask: Tensor,
+    def _local(self,
+               x: Tensor,
+               mask: Tensor,
                out: Optional[Tensor] = None) -> Tensor:
         """Local attention and MLP of windows ``x`` (``(M, L, C)``), the
         result written into ``out`` if given."""
         x = x + self.drop_path(self.attn(x, self.local_norm, mask))
-        return torch.add(x, self.drop_path(norm_mlp(x, self.mlp_norm,
-                                                    self.mlp)), out=out)
+        return torch.add(
+            x, self.drop_path(norm_mlp(x, self.mlp_norm, self.mlp)), out=out)
 
 
 class WindowLayout:
@@ -411,8 +450,8 @@ class WindowLayout:
 
     def regional_map(self, x: Tensor) -> Tensor:
         """Regional tokens of a window tensor as an NCHW map."""
-        return x[:, :, 0].unflatten(1, (self.h_win, self.w_win)).permute(
-            0, 3, 1, 2)
+        return x[:, :,
+                 0].unflatten(1, (self.h_win, self.w_win)).permute(0, 3, 1, 2)
 
     def local_map(self, x: Tensor) -> Tensor:
         """Local tokens of a window tensor as an NCHW map, padding cropped."""
@@ -438,8 +477,14 @@ class RegionViTStage(nn.Module):
         self.blocks = nn.ModuleList(
             R2LBlock(out_channels, num_heads, window_size, mlp_ratio, dp)
             for dp in drop_paths)
-        self.peg = nn.Conv2d(out_channels, out_channels, 3, 1, 1,
-                             groups=out_channels, bias=False) if peg else None
+        self.peg = nn.Conv2d(
+            out_channels,
+            out_channels,
+            3,
+            1,
+            1,
+            groups=out_channels,
+            bias=False) if peg else None
         self.out_norm = nn.LayerNorm(out_channels, eps=1e-5) \
             if det_norm else None
 
@@ -452,8 +497,8 @@ class RegionViTStage(nn.Module):
         x = layout.to_windows(regional, local)
         for i, block in enumerate(self.blocks):
             if self.with_cp and x.requires_grad:
-                x = cp.checkpoint(block, x, layout.pad_keep,
-                                  use_reentrant=False)
+                x = cp.checkpoint(
+                    block, x, layout.pad_keep, use_reentrant=False)
             else:
                 x = block(x, layout.pad_keep)
             if i == 0 and self.peg is not None:
@@ -529,11 +574,12 @@ class RegionViT(BaseModule):
         self.stages = nn.ModuleList()
         for i in range(num_stages):
             start = sum(a['depth'][:i])
-            self.stages.append(RegionViTStage(
-                dims[i], dims[i + 1], a['depth'][i], a['num_heads'][i],
-                a['kernel_sizes'][i], a['mlp_ratio'], a['downsampling'][i],
-                dpr[start:start + a['depth'][i]], a['peg'], det_norm,
-                with_cp))
+            self.stages.append(
+                RegionViTStage(dims[i], dims[i + 1], a['depth'][i],
+                               a['num_heads'][i], a['kernel_sizes'][i],
+                               a['mlp_ratio'], a['downsampling'][i],
+                               dpr[start:start + a['depth'][i]], a['peg'],
+                               det_norm, with_cp))
         self._freeze_stages()
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
@@ -566,8 +612,10 @@ class RegionViT(BaseModule):
         if self.init_cfg is not None and \
                 self.init_cfg.get('type') == 'Pretrained':
             from .checkpoint import load_pretrained
-            load_pretrained(self, self.init_cfg['checkpoint'],
-                            prefix=self.init_cfg.get('prefix'))
+            load_pretrained(
+                self,
+                self.init_cfg['checkpoint'],
+                prefix=self.init_cfg.get('prefix'))
             return
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -583,8 +631,10 @@ class RegionViT(BaseModule):
     def _frozen_modules(self) -> List[nn.Module]:
         if self.frozen_stages < 0:
             return []
-        return [self.patch_embed, self.regional_embed,
-                *self.stages[:self.frozen_stages]]
+        return [
+            self.patch_embed, self.regional_embed,
+            *self.stages[:self.frozen_stages]
+        ]
 
     def _freeze_stages(self) -> None:
         for m in self._frozen_modules():
@@ -596,4 +646,3 @@ class RegionViT(BaseModule):
         super().train(mode)
         self._freeze_stages()
         return self
-

@@ -19,8 +19,11 @@ class DetectronRetinaHead(RetinaHead):
     (and ``min_bbox_size=-1``, as detectron2 drops no small boxes).
     """
 
-    def _bbox_post_process(self, results: InstanceData, cfg: ConfigDict,
-                           rescale: bool = False, with_nms: bool = True,
+    def _bbox_post_process(self,
+                           results: InstanceData,
+                           cfg: ConfigDict,
+                           rescale: bool = False,
+                           with_nms: bool = True,
                            img_meta: Optional[dict] = None) -> InstanceData:
         results = super()._bbox_post_process(results, cfg, rescale, with_nms,
                                              img_meta)

@@ -21,8 +21,9 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
     the whole object graph to the unpickler, so only those are resolved.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
-    known = {'min', 'max', 'current', 'mean',
-             *HistoryBuffer._statistics_methods}
+    known = {
+        'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods
+    }
     if obj is HistoryBuffer and name in known:
         return getattr(obj, name)
     raise pickle.UnpicklingError(
@@ -32,11 +33,15 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
 def allow_mmengine_checkpoints() -> None:
     """Add what mmengine's runner writes to torch's weights-only allow-list."""
     from mmengine.logging.history_buffer import HistoryBuffer
+
     # numeric dtypes of the logged arrays and scalars (numpy >= 2 pickles a
     # dtype with its class)
-    dtypes = [type(np.dtype(c)) for c in np.typecodes['AllFloat'] +
-              np.typecodes['AllInteger'] + '?']
+    dtypes = [
+        type(np.dtype(c))
+        for c in np.typecodes['AllFloat'] + np.typecodes['AllInteger'] + '?'
+    ]
     torch.serialization.add_safe_globals([
         HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
         np.ndarray, np.dtype, np._core.multiarray._reconstruct,
-        np._core.multiarray.scalar, *dtypes])
+        np._core.multiarray.scalar, *dtypes
+    ])

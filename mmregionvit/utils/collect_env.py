@@ -44,14 +44,16 @@ def _mmcv_ops() -> Check:
         from mmcv.ops import RoIAlign, nms
         boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]])
         _, keep = nms(boxes, torch.tensor([0.9, 0.8]), 0.5)
-        RoIAlign((2, 2), 1.0, 0, aligned=True)(
-            torch.ones(1, 1, 4, 4), torch.tensor([[0., 0., 0., 2., 2.]]))
+        RoIAlign((2, 2), 1.0, 0,
+                 aligned=True)(torch.ones(1, 1, 4, 4),
+                               torch.tensor([[0., 0., 0., 2., 2.]]))
         if keep.tolist() != [0]:
             raise RuntimeError(f'nms kept {keep.tolist()}, expected [0]')
     except Exception as e:
-        return Check('mmcv ops', f'unusable: {e}', False, True,
-                     'mmcv was built without ops or against another torch; '
-                     'rebuild: rm -rf .venv && make install')
+        return Check(
+            'mmcv ops', f'unusable: {e}', False, True,
+            'mmcv was built without ops or against another torch; '
+            'rebuild: rm -rf .venv && make install')
     return Check('mmcv ops', 'compiled, nms and RoIAlign run on CPU', True,
                  True)
 
@@ -97,7 +99,6 @@ def main() -> int:
         print(f'environment check FAILED: {", ".join(failed)}')
         return 1
     missing = [c.name for c in checks if not c.required and not c.ok]
-    print('environment check passed' +
-          (f' (optional parts missing: {", ".join(missing)})'
-           if missing else ''))
+    print('environment check passed' + (
+        f' (optional parts missing: {", ".join(missing)})' if missing else ''))
     return 0

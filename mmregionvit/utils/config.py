@@ -6,11 +6,11 @@ from typing import Optional
 from mmengine.config import Config
 
 # default_scope of a config -> the package that provides it
-LIBRARIES = {'mmdet': 'mmdet', 'mmseg': 'mmsegmentation',
-             'mmpose': 'mmpose'}
+LIBRARIES = {'mmdet': 'mmdet', 'mmseg': 'mmsegmentation', 'mmpose': 'mmpose'}
 
 
-def load_config(path: str, cfg_options: Optional[dict] = None,
+def load_config(path: str,
+                cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None,
                 launcher: str = 'none') -> Config:
     """Read ``path``, apply ``--cfg-options`` and set the work dir.

@@ -114,9 +114,10 @@ def check_dataset(ds: ConfigDict, split: str) -> None:
     required = ['images', 'categories']
     if not ds.get('test_mode', False):
         required.append('annotations')
-    absent = [k for k in required
-              if not isinstance(coco, dict) or not isinstance(coco.get(k),
-                                                              list)]
+    absent = [
+        k for k in required
+        if not isinstance(coco, dict) or not isinstance(coco.get(k), list)
+    ]
     if absent:
         raise PreflightError(f'{path} is not a COCO annotation file: it has '
                              f'no {absent} list(s). Convert it to COCO format'
