@@ -11,6 +11,17 @@ def load_fixture(name: str) -> dict:
     return torch.load(DATA / f'{name}.pt', weights_only=False)
 
 
+def official_arch(fixture: dict) -> dict:
+    """The official constructor's kwargs of a fixture as a backbone arch:
+    without the classifier's ``num_classes`` and ``det_norm``, which are
+    arguments of their own."""
+    return {
+        k: v
+        for k, v in fixture['official_kwargs'].items()
+        if k not in ('num_classes', 'det_norm')
+    }
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mmregionvit.models import RegionViT, attention
-from mmregionvit.models.attention import window_attention
+from mmregionvit.models import RegionViT, cpu_kernels
+from mmregionvit.models.ops import attention
 
 
 def _inputs(images, windows, heads, length, dim, group):
@@ -22,7 +22,7 @@ def _run(qkv, bias, keep, fused):
     mask = bias.masked_fill(~keep, torch.finfo(torch.float32).min)
     q, k, v = qkv.permute(2, 0, 3, 1, 4)
     if fused:
-        out = window_attention(q, k, v, mask)
+        out = attention(q, k, v, mask)
     else:
         if mask.shape[0] not in (1, q.shape[0]):
             mask = mask.repeat(q.shape[0] // mask.shape[0], 1, 1, 1)
@@ -37,7 +37,8 @@ def _run(qkv, bias, keep, fused):
 @pytest.mark.parametrize('group', [1, 6])
 def test_fused_matches_math_kernel(group, monkeypatch):
     # small backward chunks, so that chunking is exercised
-    monkeypatch.setattr(attention, '_BACKWARD_CHUNK', 3 * 10 * 10 * 2)
+    monkeypatch.setattr(cpu_kernels, 'ATTENTION_BACKWARD_CHUNK',
+                        3 * 10 * 10 * 2)
     qkv, bias, keep = _inputs(2, 6, 3, 10, 8, group)
     with torch.profiler.profile() as prof:
         fused = _run(qkv, bias, keep, fused=True)
@@ -52,7 +53,8 @@ def test_fused_matches_math_kernel(group, monkeypatch):
 def test_bfloat16_fused_close_to_float32(monkeypatch):
     """bfloat16 q, k, v with a float32 bias (autocast's case): fused both
     ways, and within bfloat16 rounding of float32 arithmetic."""
-    monkeypatch.setattr(attention, '_BACKWARD_CHUNK', 3 * 10 * 10 * 2)
+    monkeypatch.setattr(cpu_kernels, 'ATTENTION_BACKWARD_CHUNK',
+                        3 * 10 * 10 * 2)
     qkv32, bias, keep = _inputs(2, 6, 3, 10, 8, 6)
     qkv = qkv32.detach().bfloat16().requires_grad_()
     with torch.profiler.profile() as prof:

@@ -4,26 +4,17 @@ import warnings
 
 import pytest
 import torch
-from conftest import load_fixture
+from conftest import GOLDEN, load_fixture, official_arch
 from mmengine.logging import MMLogger
 
-from mmregionvit.models import ARCH_SETTINGS, RegionViT, checkpoint_filter_fn
+from mmregionvit.models import (VARIANTS, RegionViT, checkpoint_filter_fn,
+                                cpu_kernels, ops)
 
 TINY = dict(
     embed_dim=[16, 16, 32, 64, 128],
     num_heads=[1, 2, 4, 8],
     depth=[1, 1, 2, 1],
     kernel_sizes=[7, 7, 7, 7])
-
-OFFICIAL_PARAMS = dict(
-    tiny=13_330_572,
-    small=29_818_962,
-    medium=40_448_250,
-    base=71_724_024,
-    small_w14=30_587_058,
-    small_w14_peg=30_600_018,
-    base_w14=72_801_912,
-    base_w14_peg=72_819_192)
 
 
 def local_size(size: int, conv_type: str) -> int:
@@ -32,12 +23,34 @@ def local_size(size: int, conv_type: str) -> int:
     return (size - 2) // 4 + 1
 
 
-@pytest.mark.parametrize('arch', sorted(ARCH_SETTINGS))
+def classifier_params(backbone: RegionViT, classes: int = 1000) -> int:
+    """Parameters of the official classifier around ``backbone``: the
+    backbone's own, the final norm and the head."""
+    width = backbone.num_features[-1]
+    own = sum(p.numel() for p in backbone.parameters())
+    return own + 2 * width + classes * (width + 1)
+
+
+@pytest.mark.parametrize('name', GOLDEN)
+def test_classifier_params_formula_on_official_models(name):
+    """The formula above counts what an official model holds (detection
+    norms included)."""
+    fixture = load_fixture(name)
+    model = RegionViT(arch=official_arch(fixture), det_norm=True)
+    classes = fixture['official_kwargs']['num_classes']
+    # the state dict lists each downsampling projection twice (as proj and
+    # as proj_cls, one shared module); parameters() counts it once
+    official = sum(v.numel() for k, v in fixture['state_dict'].items()
+                   if '.proj_cls.' not in k)
+    assert classifier_params(model, classes) == official
+
+
+@pytest.mark.parametrize('arch', sorted(VARIANTS))
 def test_variant_params_and_shapes(arch):
-    model = RegionViT(arch=arch).eval()
-    assert sum(p.numel() for p in model.parameters()) == OFFICIAL_PARAMS[arch]
-    conv_type = ARCH_SETTINGS[arch]['patch_conv_type']
-    dims = ARCH_SETTINGS[arch]['embed_dim'][1:]
+    model = RegionViT(arch=arch, det_norm=False).eval()
+    assert classifier_params(model) == VARIANTS[arch].params
+    conv_type = VARIANTS[arch].arch['patch_conv_type']
+    dims = VARIANTS[arch].arch['embed_dim'][1:]
     for h, w in [(224, 224), (256, 192), (100, 150)]:
         with torch.no_grad():
             outs = model(torch.randn(1, 3, h, w))
@@ -54,9 +67,21 @@ def test_out_indices_and_custom_arch():
     with torch.no_grad():
         outs = model(torch.randn(2, 3, 64, 96))
     assert [o.shape for o in outs] == [(2, 32, 8, 12), (2, 128, 2, 3)]
-    # the official constructor's kwargs work as they are
+    # the official constructor's kwargs work, its img_size ignored (any
+    # input size works)
     fixture = load_fixture('tiny1conv_w7')
-    RegionViT(arch=fixture['official_kwargs'])
+    assert 'img_size' in official_arch(fixture)
+    RegionViT(arch=official_arch(fixture))
+
+
+@pytest.mark.parametrize('key, where', [('det_norm', 'RegionViT'),
+                                        ('num_classes', 'classifier')])
+def test_non_arch_keys_in_arch_are_errors(key, where):
+    """Official kwargs that are not architecture are refused by name, not
+    silently dropped."""
+    arch = dict(TINY, **{key: 1})
+    with pytest.raises(KeyError, match=f"'{key}'.*{where}"):
+        RegionViT(arch=arch)
 
 
 def test_frozen_stages_stay_frozen():
@@ -205,10 +230,9 @@ def test_peg_model_from_checkpoint_without_peg(tmp_path):
 def test_inference_fast_path_matches_autograd_path(monkeypatch):
     """No-grad inference runs windows in chunks through fused linears; it
     must compute what the autograd path computes (padding included)."""
-    from mmregionvit.models import regionvit
-    monkeypatch.setattr(regionvit, '_CHUNK_TOKENS', 120)  # 2 windows/chunk
+    monkeypatch.setattr(ops, 'CHUNK_TOKENS', 120)  # 2 windows/chunk
     fixture = load_fixture('tiny3conv_w14_peg')
-    model = RegionViT(arch=fixture['official_kwargs']).eval()
+    model = RegionViT(arch=official_arch(fixture)).eval()
     model.init_weights()
     x = fixture['cases'][2]['input']  # 100x150: padded windows
     with torch.no_grad():
@@ -222,16 +246,15 @@ def test_inference_fast_path_matches_autograd_path(monkeypatch):
 def test_inference_chunks_windows_on_cpu_only(monkeypatch):
     """Cache-sized chunks are a CPU matter; other devices (here the meta
     device, standing in for a GPU) take a block's windows at once."""
-    from mmregionvit.models import regionvit
     sizes = []
-    local = regionvit.R2LBlock._local
+    local = ops._local
 
-    def spy(self, x, mask, out=None):
+    def spy(block, x, mask, out=None):
         sizes.append(x.shape[0])
-        return local(self, x, mask, out)
+        return local(block, x, mask, out)
 
-    monkeypatch.setattr(regionvit.R2LBlock, '_local', spy)
-    monkeypatch.setattr(regionvit, '_CHUNK_TOKENS', 120)  # 2 windows/chunk
+    monkeypatch.setattr(ops, '_local', spy)
+    monkeypatch.setattr(ops, 'CHUNK_TOKENS', 120)  # 2 windows/chunk
     arch = dict(TINY, depth=[1, 1, 1, 1])
     model = RegionViT(arch=arch).eval()
     with torch.no_grad():
@@ -246,8 +269,7 @@ def test_inference_chunks_windows_on_cpu_only(monkeypatch):
 def test_compiled_inference_matches_eager(monkeypatch):
     """torch.compile runs the chunked inference path and the output copy as
     eager does (several chunks, padded windows)."""
-    from mmregionvit.models import regionvit
-    monkeypatch.setattr(regionvit, '_CHUNK_TOKENS', 120)  # 2 windows/chunk
+    monkeypatch.setattr(ops, 'CHUNK_TOKENS', 120)  # 2 windows/chunk
     torch._dynamo.reset()
     model = RegionViT(arch=dict(TINY, peg=True)).eval()
     x = torch.randn(1, 3, 100, 150)
@@ -262,19 +284,18 @@ def test_compiled_inference_matches_eager(monkeypatch):
 def test_nchw_copy_op_registration():
     """The output copy's fake (compile-time) and autograd registrations
     agree with its kernel."""
-    from mmregionvit.models.regionvit import _nchw_copy
     base = torch.randn(2, 9, 13, 5, requires_grad=True)
-    torch.library.opcheck(_nchw_copy, (base[:, :7, :11].permute(0, 3, 1, 2), ))
+    torch.library.opcheck(cpu_kernels.nchw_copy,
+                          (base[:, :7, :11].permute(0, 3, 1, 2), ))
 
 
 def test_contiguous_nchw_values_and_gradients():
     """The per-image transposing copy equals ``.contiguous()``, gradients
     included, for cropped (padded) channels-last views and batches."""
-    from mmregionvit.models.regionvit import _contiguous_nchw
     torch.manual_seed(0)
     base = torch.randn(2, 9, 13, 5, requires_grad=True)  # NHWC memory
     view = base[:, :7, :11].permute(0, 3, 1, 2)  # cropped NCHW view
-    out = _contiguous_nchw(view)
+    out = ops.contiguous_nchw(view)
     assert out.is_contiguous()
     torch.testing.assert_close(out, view.contiguous(), rtol=0, atol=0)
     weight = torch.randn_like(out)
@@ -341,3 +362,40 @@ def test_downsample_bf16_gradients_on_one_pixel_wide_maps(hw):
             exact,
             rtol=0,
             atol=0.02 * exact.abs().max().item())
+
+
+def test_fused_switch_reaches_every_module():
+    model = RegionViT(arch=TINY, fused=False)
+    flags = [m.fused for m in model.modules() if hasattr(m, 'fused')]
+    assert len(flags) > 5 and not any(flags)
+    model.fused = True
+    assert all(m.fused for m in model.modules() if hasattr(m, 'fused'))
+
+
+def test_tracing_records_the_reference():
+    """Tracers see the plain modules (no custom op, no oneDNN call), and the
+    traced graph computes what the fused eager path computes."""
+    model = RegionViT(arch=dict(TINY, peg=True)).eval()
+    model.init_weights()
+    x = torch.randn(2, 3, 100, 150)  # padded windows
+    with torch.no_grad():
+        eager = model(x)
+        traced = torch.jit.trace(model, x, check_trace=False)
+        graph = str(traced.inlined_graph)
+        outs = traced(x)
+    assert 'scaled_dot_product_attention' in graph
+    assert 'nchw_copy' not in graph and 'mkldnn' not in graph
+    for a, b in zip(outs, eager):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_export_records_the_reference():
+    """torch.export sees the plain modules too."""
+    model = RegionViT(arch=TINY).eval()
+    x = torch.randn(1, 3, 100, 150)
+    program = torch.export.export(model, (x, ))
+    targets = {str(n.target) for n in program.graph.nodes}
+    assert not [t for t in targets if 'mmregionvit' in t or 'mkldnn' in t]
+    with torch.no_grad():
+        for a, b in zip(program.module()(x), model(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)

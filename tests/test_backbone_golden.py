@@ -1,7 +1,7 @@
 """The backbone reproduces the official RegionViT outputs."""
 import pytest
 import torch
-from conftest import GOLDEN, load_fixture
+from conftest import GOLDEN, load_fixture, official_arch
 
 from mmregionvit.registry import MODELS
 
@@ -16,21 +16,26 @@ def build_from_checkpoint(kwargs: dict, path: str):
     return model.eval()
 
 
+@pytest.mark.parametrize('fused', [True, False], ids=['fused', 'reference'])
 @pytest.mark.parametrize('name', GOLDEN)
-def test_official_outputs(name, tmp_path):
+def test_official_outputs(name, fused, tmp_path):
+    """Both paths, in inference and with autograd recording (the fused
+    path's training kernels), give the official outputs."""
     fixture = load_fixture(name)
     path = str(tmp_path / 'release.pth')
     torch.save({'model': fixture['state_dict']}, path)  # release file layout
-    model = build_from_checkpoint(fixture['official_kwargs'], path)
+    model = build_from_checkpoint(official_arch(fixture), path)
+    model.fused = fused
     for case in fixture['cases']:
-        with torch.no_grad():
-            outs = model(case['input'])
-        assert len(outs) == 4
-        for i, (out, ref) in enumerate(zip(outs, case['stage_outputs'])):
-            assert out.shape == ref.shape, (name, i)
-            err = (out - ref).abs().max().item()
-            assert err <= 1e-5, f'{name} {tuple(case["input"].shape)} ' \
-                f'stage {i}: max abs error {err:.2e}'
+        for grad in (False, True):
+            with torch.set_grad_enabled(grad):
+                outs = model(case['input'])
+            assert len(outs) == 4
+            for i, (out, ref) in enumerate(zip(outs, case['stage_outputs'])):
+                assert out.shape == ref.shape, (name, i)
+                err = (out - ref).abs().max().item()
+                assert err <= 1e-5, f'{name} {tuple(case["input"].shape)} '\
+                    f'stage {i}, grad {grad}: max abs error {err:.2e}'
 
 
 @pytest.mark.parametrize('layout', ['detectron2', 'plain', 'mmengine'])
@@ -50,7 +55,7 @@ def test_checkpoint_layouts(layout, tmp_path):
         # an mmengine checkpoint of our own model, saved under 'state_dict'
         first = tmp_path / 'first.pth'
         torch.save(sd, first)
-        model = build_from_checkpoint(fixture['official_kwargs'], str(first))
+        model = build_from_checkpoint(official_arch(fixture), str(first))
         ckpt = {
             'state_dict': {
                 f'backbone.{k}': v
@@ -62,7 +67,7 @@ def test_checkpoint_layouts(layout, tmp_path):
         }
     path = tmp_path / f'{layout}.pth'
     torch.save(ckpt, path)
-    model = build_from_checkpoint(fixture['official_kwargs'], str(path))
+    model = build_from_checkpoint(official_arch(fixture), str(path))
     case = fixture['cases'][2]
     with torch.no_grad():
         outs = model(case['input'])

@@ -1,7 +1,7 @@
 """tools/convert_official.py on official-layout files."""
 import pytest
 import torch
-from conftest import load_fixture
+from conftest import load_fixture, official_arch
 from tool_helpers import load_tool
 
 from mmregionvit.models import RegionViT
@@ -19,7 +19,7 @@ def test_backbone_conversion_then_pretrained_load(tmp_path):
     assert not any(
         k.startswith(('head.', 'norm.')) for k in saved['state_dict'])
     model = RegionViT(
-        arch=fixture['official_kwargs'],
+        arch=official_arch(fixture),
         init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
     model.init_weights()
     case = fixture['cases'][1]

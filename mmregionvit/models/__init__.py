@@ -1,5 +1,6 @@
 from .checkpoint import checkpoint_filter_fn, load_pretrained
-from .regionvit import ARCH_SETTINGS, RegionViT
+from .regionvit import RegionViT
+from .variants import VARIANTS, resolve_arch
 
 try:  # detection extras, when mmdet is installed
     from .retina_head import DetectronRetinaHead
@@ -7,6 +8,6 @@ except ImportError:
     DetectronRetinaHead = None
 
 __all__ = [
-    'ARCH_SETTINGS', 'DetectronRetinaHead', 'RegionViT',
-    'checkpoint_filter_fn', 'load_pretrained'
+    'DetectronRetinaHead', 'RegionViT', 'VARIANTS', 'checkpoint_filter_fn',
+    'load_pretrained', 'resolve_arch'
 ]

@@ -5,13 +5,12 @@ Transformers", ICLR 2022. The computation follows the official release
 exactly (its ImageNet and COCO weights give the same outputs), with the
 quirks of that release kept and marked ``Official quirk`` below.
 
-Layout: every stage keeps its tokens in one flat window tensor of shape
-``(B, num_windows, 1 + ws * ws, C)``; slot 0 of each window is its regional
-token, the rest are its local tokens in row-major order. Spatial maps are
-only formed between stages (for the strided projection) and for outputs.
+Each module's ``forward`` is the plain computation. A backbone built with
+``fused=True`` (the default) runs the same computations through the fast
+paths of ``ops.py`` wherever they apply; ``fused=False``, tracing and
+exporting run the plain code. The token layout is in ``windows.py``.
 """
-from functools import lru_cache
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -23,111 +22,13 @@ from timm.layers import DropPath
 from torch import Tensor
 
 from ..registry import MODELS
-from .attention import window_attention
-from .fused_ops import linear, norm_gelu_conv, norm_linear, norm_mlp
-
-# Official variants, with the official constructor's argument names.
-ARCH_SETTINGS: Dict[str, dict] = {
-    'tiny':
-    dict(
-        embed_dim=[64, 64, 128, 256, 512],
-        num_heads=[2, 4, 8, 16],
-        depth=[2, 2, 8, 2],
-        kernel_sizes=[7] * 4,
-        patch_conv_type='3conv'),
-    'small':
-    dict(
-        embed_dim=[96, 96, 192, 384, 768],
-        num_heads=[3, 6, 12, 24],
-        depth=[2, 2, 8, 2],
-        kernel_sizes=[7] * 4,
-        patch_conv_type='3conv'),
-    'medium':
-    dict(
-        embed_dim=[96, 96, 192, 384, 768],
-        num_heads=[3, 6, 12, 24],
-        depth=[2, 2, 14, 2],
-        kernel_sizes=[7] * 4,
-        patch_conv_type='1conv'),
-    'base':
-    dict(
-        embed_dim=[128, 128, 256, 512, 1024],
-        num_heads=[4, 8, 16, 32],
-        depth=[2, 2, 14, 2],
-        kernel_sizes=[7] * 4,
-        patch_conv_type='1conv'),
-    'small_w14':
-    dict(
-        embed_dim=[96, 96, 192, 384, 768],
-        num_heads=[3, 6, 12, 24],
-        depth=[2, 2, 8, 2],
-        kernel_sizes=[14] * 4,
-        patch_conv_type='3conv'),
-    'small_w14_peg':
-    dict(
-        embed_dim=[96, 96, 192, 384, 768],
-        num_heads=[3, 6, 12, 24],
-        depth=[2, 2, 8, 2],
-        kernel_sizes=[14] * 4,
-        patch_conv_type='3conv',
-        peg=True),
-    'base_w14':
-    dict(
-        embed_dim=[128, 128, 256, 512, 1024],
-        num_heads=[4, 8, 16, 32],
-        depth=[2, 2, 14, 2],
-        kernel_sizes=[14] * 4,
-        patch_conv_type='1conv'),
-    'base_w14_peg':
-    dict(
-        embed_dim=[128, 128, 256, 512, 1024],
-        num_heads=[4, 8, 16, 32],
-        depth=[2, 2, 14, 2],
-        kernel_sizes=[14] * 4,
-        patch_conv_type='1conv',
-        peg=True),
-}
-ARCH_DEFAULTS = dict(
-    patch_size=4,
-    mlp_ratio=4.0,
-    peg=False,
-    downsampling=['c', 'sc', 'sc', 'sc'])
-# Constructor arguments of the official model that are not architecture.
-_NON_ARCH_KEYS = ('img_size', 'num_classes', 'det_norm')
-
-
-def resolve_arch(arch: Union[str, dict]) -> dict:
-    """Return the full architecture dict for a variant name or custom dict."""
-    if isinstance(arch, str):
-        if arch not in ARCH_SETTINGS:
-            raise KeyError(f'Unknown RegionViT arch {arch!r}; choose one of '
-                           f'{sorted(ARCH_SETTINGS)} or pass a dict.')
-        return {**ARCH_DEFAULTS, **ARCH_SETTINGS[arch]}
-    arch = {k: v for k, v in arch.items() if k not in _NON_ARCH_KEYS}
-    allowed = set(ARCH_DEFAULTS) | set(ARCH_SETTINGS['tiny'])
-    unknown = sorted(set(arch) - allowed)
-    if unknown:
-        raise KeyError(f'Unknown RegionViT arch keys {unknown}; allowed: '
-                       f'{sorted(allowed)}.')
-    required = ('embed_dim', 'num_heads', 'depth', 'kernel_sizes')
-    missing = [k for k in required if k not in arch]
-    if missing:
-        raise KeyError(f'Custom RegionViT arch lacks {missing}.')
-    cfg = {**ARCH_DEFAULTS, 'patch_conv_type': '3conv', **arch}
-    num_stages = len(cfg['depth'])
-    if len(cfg['embed_dim']) != num_stages + 1:
-        raise ValueError('arch embed_dim needs one entry more than depth '
-                         '(the patch embedding width first), got '
-                         f"{cfg['embed_dim']} for depth {cfg['depth']}.")
-    for key in ('num_heads', 'kernel_sizes', 'downsampling'):
-        if len(cfg[key]) != num_stages:
-            raise ValueError(f'arch {key} needs {num_stages} entries, got '
-                             f'{cfg[key]}.')
-    return cfg
+from . import ops
+from .variants import resolve_arch
+from .windows import WindowLayout, rel_pos_index, window_keep
 
 
 class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW map, computed channels-last."""
+    """LayerNorm over the channels of an NCHW map."""
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.layer_norm(
@@ -142,6 +43,7 @@ class PatchEmbed(nn.Module):
     def __init__(self, in_channels: int, embed_dim: int, patch_size: int,
                  conv_type: str) -> None:
         super().__init__()
+        self.fused = True
         if conv_type == '3conv':
             if patch_size != 4:
                 raise ValueError('patch_conv_type 3conv needs patch_size 4, '
@@ -163,11 +65,12 @@ class PatchEmbed(nn.Module):
                              "'3conv', '1conv' or 'linear'.")
 
     def forward(self, x: Tensor) -> Tensor:
-        if not isinstance(self.proj, nn.Sequential):
-            return self.proj(x)
-        conv1, norm1, _, conv2, norm2, _, conv3 = self.proj
-        return norm_gelu_conv(
-            norm_gelu_conv(conv1(x), norm1, conv2), norm2, conv3)
+        if (self.fused and isinstance(self.proj, nn.Sequential)
+                and ops.enabled()):
+            conv1, norm1, _, conv2, norm2, _, conv3 = self.proj
+            x = ops.norm_gelu_conv(conv1(x), norm1, conv2)
+            return ops.norm_gelu_conv(x, norm2, conv3)
+        return self.proj(x)
 
 
 class RegionalEmbed(nn.Conv2d):
@@ -204,96 +107,31 @@ class Downsample(nn.Sequential):
             raise ValueError(f"downsampling must be 'c' or 'sc', got {mode!r}")
         if mode == 'c' and in_channels == out_channels:
             super().__init__(nn.Identity())
-            return
-        k, s = (3, 2) if mode == 'sc' else (1, 1)
-        super().__init__(
-            LayerNorm2d(in_channels, eps=1e-5), nn.GELU(),
-            nn.Conv2d(
-                in_channels, out_channels, k, s, k // 2, groups=in_channels))
+        else:
+            k, s = (3, 2) if mode == 'sc' else (1, 1)
+            super().__init__(
+                LayerNorm2d(in_channels, eps=1e-5), nn.GELU(),
+                nn.Conv2d(
+                    in_channels,
+                    out_channels,
+                    k,
+                    s,
+                    k // 2,
+                    groups=in_channels))
+        self.fused = True
 
     def forward(self, x: Tensor) -> Tensor:
-        if len(self) == 1:
-            return self[0](x)
-        if (x.device.type == 'cpu' and torch.is_autocast_enabled('cpu')
-                and 1 in x.shape[-2:]):
-            # torch 2.14's CPU bfloat16 kernel for this grouped, strided
-            # conv returns wrong (often huge) weight gradients for maps one
-            # pixel wide; such maps are tiny, so they run in float32.
+        if len(self) == 1:  # identity
+            return x
+        if ops.bf16_grouped_conv_fault(x):
             with torch.autocast('cpu', enabled=False):
-                return norm_gelu_conv(x.float(), self[0], self[2])
-        return norm_gelu_conv(x, self[0], self[2])
+                return self._norm_gelu_conv(x.float())
+        return self._norm_gelu_conv(x)
 
-
-# Tokens per chunk when inference runs a block's windows chunk by chunk.
-_CHUNK_TOKENS = 4096
-
-
-@torch.library.custom_op('mmregionvit::nchw_copy', mutates_args=())
-def _nchw_copy(x: Tensor) -> Tensor:
-    """A contiguous copy of an NCHW view of channels-last memory, made by one
-    2-D transpose per image: torch copies a transposed matrix block by
-    block, several times faster than a permuted 4-D copy. An opaque op, so
-    that torch.compile keeps it too (its own copy kernel is 3-5x slower)."""
-    b, c, h, w = x.shape
-    rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
-    out = x.new_empty(b, c, h * w)
-    for i in range(b):
-        out[i].copy_(rows[i].t())
-    return out.view(b, c, h, w)
-
-
-@_nchw_copy.register_fake
-def _(x: Tensor) -> Tensor:
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
-
-
-_nchw_copy.register_autograd(lambda ctx, grad: grad)
-
-
-def _contiguous_nchw(x: Tensor) -> Tensor:
-    """``x.contiguous()``, faster for a CPU view of channels-last memory."""
-    if x.is_contiguous() or x.device.type != 'cpu':
-        return x.contiguous()
-    return _nchw_copy(x)
-
-
-def _rel_pos_index(ws: int) -> Tensor:
-    """Index of each (query, key) local pair into the relative table.
-
-    Official quirk: the offset is ``ws // 2`` rather than ``ws - 1``, so
-    negative offsets wrap around the ``(2ws-1) x (2ws-1)`` table.
-    """
-    size = 2 * ws - 1
-    pos = torch.arange(ws)
-    d = (pos[None, :] - pos[:, None] + ws // 2) % size  # [y, y'] -> row
-    index = d[:, None, :, None] * size + d[None, :, None, :]  # y, x, y', x'
-    return index.reshape(ws * ws, ws * ws)
-
-
-@lru_cache(maxsize=32)
-def _window_keep(h_win: int, w_win: int, ws: int, pad_b: int, pad_r: int,
-                 device: torch.device) -> Tensor:
-    """Which (query, key) pairs each window may attend to, ``(nW, L, L)``.
-
-    Local tokens are padded bottom-right; slot 0 (the regional token) is
-    always kept. Windows in the last column mask padded columns, windows in
-    the last row padded rows. Official quirk: the bottom-right window keeps
-    the *union* of both patterns, so its valid tokens see part of the
-    padding.
-    """
-    idx = torch.arange(ws * ws, device=device)
-    one = torch.ones(1, dtype=torch.bool, device=device)
-    col_ok = torch.cat([one, idx % ws < ws - pad_r])
-    row_ok = torch.cat([one, idx // ws < ws - pad_b])
-    right = col_ok[:, None] & col_ok[None, :]
-    bottom = row_ok[:, None] & row_ok[None, :]
-    length = ws * ws + 1
-    keep = torch.ones(
-        h_win, w_win, length, length, dtype=torch.bool, device=device)
-    keep[:, -1] = right
-    keep[-1, :] = bottom
-    keep[-1, -1] = right | bottom
-    return keep.reshape(h_win * w_win, length, length)
+    def _norm_gelu_conv(self, x: Tensor) -> Tensor:
+        if self.fused and ops.enabled():
+            return ops.norm_gelu_conv(x, self[0], self[2])
+        return super().forward(x)
 
 
 class R2LAttention(nn.Module):
@@ -315,28 +153,22 @@ class R2LAttention(nn.Module):
         self.rel_pos = nn.Parameter(
             torch.zeros(num_heads, (2 * window_size - 1)**2))
         self.register_buffer(
-            'rel_pos_index', _rel_pos_index(window_size), persistent=False)
+            'rel_pos_index', rel_pos_index(window_size), persistent=False)
 
     def local_bias(self) -> Tensor:
-        """The ``(1, heads, L, L)`` additive bias of a window, zero at slot 0.
-
-        4-D on purpose: SDPA's fused CPU kernel takes a 4-D mask only.
-        """
+        """The ``(1, heads, L, L)`` additive bias of a window, zero at slot 0
+        (the regional token)."""
         bias = self.rel_pos[:, self.rel_pos_index]
         return F.pad(bias, (1, 0, 1, 0))[None]
 
-    def forward(self,
-                x: Tensor,
-                norm: nn.LayerNorm,
-                attn_mask: Optional[Tensor] = None) -> Tensor:
-        """Attend over the second-last dim of ``norm(x)`` (``(M, N, C)``); an
-        ``attn_mask`` of ``G`` windows repeats every ``G`` windows."""
-        m, n, c = x.shape
-        h = self.num_heads
-        qkv = norm_linear(x, norm, self.qkv).view(m, n, 3, h, c // h)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        x = window_attention(q, k, v, attn_mask)
-        return linear(x.transpose(1, 2).reshape(m, n, c), self.proj)
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """Attention over the second-last dim of ``x`` (``(..., N, C)``), with
+        an additive ``mask`` that broadcasts to ``(..., heads, N, N)``."""
+        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, -1))
+        # each (..., heads, N, d)
+        q, k, v = qkv.movedim(-3, 0).transpose(-2, -3).unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(x.transpose(-2, -3).flatten(-2))
 
 
 class Mlp(nn.Module):
@@ -345,14 +177,17 @@ class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return linear(linear(x, self.fc1, gelu=True), self.fc2)
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class R2LBlock(nn.Module):
-    """Regional self-attention, then local attention in each window, then MLP.
+    """Regional self-attention, then local attention in each window (the
+    regional token with its local tokens), then the MLP; each with a norm
+    before and a residual connection after.
 
     Works on the flat window tensor ``(B, nW, 1 + ws * ws, C)``.
     """
@@ -360,6 +195,7 @@ class R2LBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, window_size: int,
                  mlp_ratio: float, drop_path: float) -> None:
         super().__init__()
+        self.fused = True
         self.regional_norm = nn.LayerNorm(dim, eps=1e-6)
         self.local_norm = nn.LayerNorm(dim, eps=1e-6)
         self.attn = R2LAttention(dim, num_heads, window_size)
@@ -368,99 +204,32 @@ class R2LBlock(nn.Module):
         self.drop_path = DropPath(
             drop_path) if drop_path > 0 else nn.Identity()
 
+    def local_mask(self, pad_keep: Optional[Tensor],
+                   dtype: torch.dtype) -> Tensor:
+        """The local attention's additive mask, ``(1 or nW, heads, L, L)``:
+        the relative-position bias, and the padding of ``pad_keep``."""
+        mask = self.attn.local_bias().to(dtype)
+        if pad_keep is not None:
+            mask = mask.masked_fill(~pad_keep[:, None], torch.finfo(dtype).min)
+        return mask
+
     def forward(self, x: Tensor, pad_keep: Optional[Tensor]) -> Tensor:
+        if self.fused and ops.enabled():
+            return ops.r2l_block(self, x, pad_keep)
         b, nw, length, c = x.shape
-        # a copy: a view kept for backward would keep all of x alive
-        regional = x[:, :, 0].contiguous()
+        regional = x[:, :, 0]
         regional = regional + self.drop_path(
-            self.attn(regional, self.regional_norm))
-
-        # Bias and padding mask as one additive mask, (1 or nW, h, L, L),
-        # the same for every image.
-        mask = self.attn.local_bias().to(x.dtype)
-        if pad_keep is not None:
-            mask = mask.masked_fill(~pad_keep[:, None],
-                                    torch.finfo(x.dtype).min)
-        if torch.is_grad_enabled():
-            x = torch.cat([regional.unsqueeze(2), x[:, :, 1:]], dim=2)
-            x = self._local(x.view(b * nw, length, c), mask)
-            return x.view(b, nw, length, c)
-        # Inference, eager or compiled: windows are independent from here
-        # on, so a CPU runs them in chunks whose activations stay in cache,
-        # each written straight into the output (same results); a GPU takes
-        # them all at once.
-        if pad_keep is not None:
-            mask = mask.expand(b, -1, -1, -1, -1).flatten(0, 1)
-        x = x.view(b * nw, length, c)
-        regional = regional.view(b * nw, 1, c)
-        out = torch.empty_like(x)
-        step = max(1, _CHUNK_TOKENS // length) \
-            if x.device.type == 'cpu' else b * nw
-        for i in range(0, b * nw, step):
-            chunk = torch.cat([regional[i:i + step], x[i:i + step, 1:]], 1)
-            chunk_mask = mask if mask.shape[0] == 1 else mask[i:i + step]
-            self._local(chunk, chunk_mask, out=out[i:i + step])
-        return out.view(b, nw, length, c)
-
-    def _local(self,
-               x: Tensor,
-               mask: Tensor,
-               out: Optional[Tensor] = None) -> Tensor:
-        """Local attention and MLP of windows ``x`` (``(M, L, C)``), the
-        result written into ``out`` if given."""
-        x = x + self.drop_path(self.attn(x, self.local_norm, mask))
-        return torch.add(
-            x, self.drop_path(norm_mlp(x, self.mlp_norm, self.mlp)), out=out)
-
-
-class WindowLayout:
-    """Geometry of one stage's flat window layout for one input size."""
-
-    def __init__(self, regional: Tensor, local: Tensor, ws: int) -> None:
-        self.batch, _, self.h_win, self.w_win = regional.shape
-        self.height, self.width = local.shape[-2:]
-        self.ws = ws
-        self.pad_b = self.h_win * ws - self.height
-        self.pad_r = self.w_win * ws - self.width
-        if not (0 <= self.pad_b <= ws and 0 <= self.pad_r <= ws):
-            raise RuntimeError(
-                f'local map {self.height}x{self.width} does not fit the '
-                f'{self.h_win}x{self.w_win} regional grid at window {ws}.')
-        self.pad_keep = None
-        if self.pad_b or self.pad_r:
-            # torch.compile traces the builder once per input size; the
-            # cache serves eager calls
-            build = _window_keep.__wrapped__ \
-                if torch.compiler.is_compiling() else _window_keep
-            self.pad_keep = build(self.h_win, self.w_win, ws, self.pad_b,
-                                  self.pad_r, local.device)
-
-    def to_windows(self, regional: Tensor, local: Tensor) -> Tensor:
-        """NCHW regional and local maps -> ``(B, nW, 1 + ws * ws, C)``."""
-        b, c, hw, ww, ws = self.batch, local.shape[1], self.h_win, \
-            self.w_win, self.ws
-        local = local.permute(0, 2, 3, 1)
-        if self.pad_b or self.pad_r:
-            local = F.pad(local, (0, 0, 0, self.pad_r, 0, self.pad_b))
-        local = local.reshape(b, hw, ws, ww, ws, c).transpose(2, 3)
-        out = local.new_empty(b, hw, ww, 1 + ws * ws, c)
-        out[:, :, :, 0] = regional.permute(0, 2, 3, 1)
-        out[:, :, :, 1:].unflatten(3, (ws, ws)).copy_(local)
-        return out.view(b, hw * ww, 1 + ws * ws, c)
-
-    def regional_map(self, x: Tensor) -> Tensor:
-        """Regional tokens of a window tensor as an NCHW map."""
-        return x[:, :,
-                 0].unflatten(1, (self.h_win, self.w_win)).permute(0, 3, 1, 2)
-
-    def local_map(self, x: Tensor) -> Tensor:
-        """Local tokens of a window tensor as an NCHW map, padding cropped."""
-        b, c, ws = self.batch, x.shape[-1], self.ws
-        local = x[:, :, 1:].reshape(b, self.h_win, self.w_win, ws, ws, c)
-        local = local.transpose(2, 3).reshape(b, self.h_win * ws,
-                                              self.w_win * ws, c)
-        local = local[:, :self.height, :self.width]
-        return local.permute(0, 3, 1, 2)
+            self.attn(self.regional_norm(regional)))
+        # Official quirk: from here on each window is a sample of its own,
+        # so stochastic depth drops windows rather than images.
+        x = torch.cat([regional.unsqueeze(2), x[:, :, 1:]], dim=2)
+        x = x.flatten(0, 1)
+        mask = self.local_mask(pad_keep, x.dtype)
+        if mask.shape[0] > 1:  # per window, the same for every image
+            mask = mask.repeat(b, 1, 1, 1)
+        x = x + self.drop_path(self.attn(self.local_norm(x), mask))
+        x = x + self.drop_path(self.mlp(self.mlp_norm(x)))
+        return x.view(b, nw, length, c)
 
 
 class RegionViTStage(nn.Module):
@@ -471,6 +240,7 @@ class RegionViTStage(nn.Module):
                  downsampling: str, drop_paths: Sequence[float], peg: bool,
                  det_norm: bool, with_cp: bool) -> None:
         super().__init__()
+        self.fused = True
         self.window_size = window_size
         self.with_cp = with_cp
         self.downsample = Downsample(in_channels, out_channels, downsampling)
@@ -485,8 +255,8 @@ class RegionViTStage(nn.Module):
             1,
             groups=out_channels,
             bias=False) if peg else None
-        self.out_norm = nn.LayerNorm(out_channels, eps=1e-5) \
-            if det_norm else None
+        self.out_norm = nn.LayerNorm(
+            out_channels, eps=1e-5) if det_norm else None
 
     def forward(self, regional: Tensor,
                 local: Tensor) -> Tuple[Tensor, Tensor]:
@@ -494,13 +264,19 @@ class RegionViTStage(nn.Module):
         regional = self.downsample(regional)
         local = self.downsample(local)
         layout = WindowLayout(regional, local, self.window_size)
+        pad_keep = None
+        if layout.padded:
+            build = window_keep
+            if self.fused and ops.enabled():
+                build = ops.window_keep
+            pad_keep = build(layout.h_win, layout.w_win, layout.ws,
+                             layout.pad_b, layout.pad_r, local.device)
         x = layout.to_windows(regional, local)
         for i, block in enumerate(self.blocks):
             if self.with_cp and x.requires_grad:
-                x = cp.checkpoint(
-                    block, x, layout.pad_keep, use_reentrant=False)
+                x = cp.checkpoint(block, x, pad_keep, use_reentrant=False)
             else:
-                x = block(x, layout.pad_keep)
+                x = block(x, pad_keep)
             if i == 0 and self.peg is not None:
                 # Positional encoding generator after the first block, one
                 # depth-wise conv shared by both token kinds; the padded
@@ -520,12 +296,13 @@ class RegionViT(BaseModule):
     """RegionViT backbone for dense prediction.
 
     Args:
-        arch: An official variant name (``tiny``, ``small``, ``medium``,
-            ``base``, ``small_w14``, ``small_w14_peg``, ``base_w14``,
-            ``base_w14_peg``) or a dict with the official constructor's
-            names: ``embed_dim`` (5 entries), ``depth``, ``num_heads``,
-            ``kernel_sizes``, and optionally ``downsampling``,
-            ``patch_conv_type``, ``mlp_ratio``, ``patch_size``, ``peg``.
+        arch: An official variant name (see ``variants.VARIANTS``: ``tiny``,
+            ``small``, ``medium``, ``base``, ``small_w14``,
+            ``small_w14_peg``, ``base_w14``, ``base_w14_peg``) or a dict with
+            the official constructor's names: ``embed_dim`` (5 entries),
+            ``depth``, ``num_heads``, ``kernel_sizes``, and optionally
+            ``downsampling``, ``patch_conv_type``, ``mlp_ratio``,
+            ``patch_size``, ``peg``.
         in_channels: Image channels.
         out_indices: Stages whose local-token maps are returned (strides 4,
             8, 16, 32).
@@ -535,6 +312,9 @@ class RegionViT(BaseModule):
         frozen_stages: -1 freezes nothing, 0 the embeddings, ``k`` the
             embeddings and the first ``k`` stages (kept in eval mode).
         with_cp: Gradient checkpointing of the stem and of each block.
+        fused: Run the fast paths of ``ops.py`` where they apply (same
+            results); False runs the plain reference code everywhere. Also
+            settable later: ``backbone.fused = False``.
         init_cfg: ``dict(type='Pretrained', checkpoint=...)`` loads an
             official classification or detectron2 checkpoint, a plain state
             dict or an mmengine checkpoint (see ``load_pretrained``).
@@ -548,6 +328,7 @@ class RegionViT(BaseModule):
                  det_norm: bool = True,
                  frozen_stages: int = -1,
                  with_cp: bool = False,
+                 fused: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch = resolve_arch(arch)
@@ -580,7 +361,19 @@ class RegionViT(BaseModule):
                                a['mlp_ratio'], a['downsampling'][i],
                                dpr[start:start + a['depth'][i]], a['peg'],
                                det_norm, with_cp))
+        self.fused = fused
         self._freeze_stages()
+
+    @property
+    def fused(self) -> bool:
+        return self._fused
+
+    @fused.setter
+    def fused(self, value: bool) -> None:
+        self._fused = bool(value)
+        for m in self.modules():
+            if m is not self and hasattr(m, 'fused'):
+                m.fused = self._fused
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         if x.dim() != 4:
@@ -590,9 +383,9 @@ class RegionViT(BaseModule):
             raise ValueError(f'RegionViT was built for {self.in_channels} '
                              f'input channels, got {x.shape[1]} (shape '
                              f'{tuple(x.shape)}); set in_channels.')
-        # The convolutions run channels-last (as their outputs then are), so
-        # the norms between them and the window layout need no transposes.
-        x = x.contiguous(memory_format=torch.channels_last)
+        fast = self.fused and ops.enabled()
+        if fast:
+            x = ops.channels_last(x)
         if self.with_cp and torch.is_grad_enabled() and any(
                 p.requires_grad for p in self.patch_embed.parameters()):
             # the stem's high-resolution maps are recomputed too
@@ -605,7 +398,8 @@ class RegionViT(BaseModule):
             regional, local = stage(regional, local)
             if i in self.out_indices:
                 # contiguous NCHW: some mmcv ops (RoIAlign) assume it
-                outs.append(_contiguous_nchw(local))
+                outs.append(
+                    ops.contiguous_nchw(local) if fast else local.contiguous())
         return tuple(outs)
 
     def init_weights(self) -> None:

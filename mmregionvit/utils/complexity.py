@@ -24,8 +24,6 @@ def count_macs(model: nn.Module,
     """Forward MACs of ``model(*inputs)`` and the op types left uncounted."""
     analyzer = FlopAnalyzer(model, inputs)
     analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa_flop_jit)
-    # the backbone's output copy, ignored like aten::contiguous
-    analyzer.set_op_handle('mmregionvit::nchw_copy', None)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     analyzer.tracer_warnings('none')

@@ -31,7 +31,7 @@ def check_channels(model: ConfigDict) -> None:
     backbone = model.get('backbone', {})
     if not str(backbone.get('type', '')).endswith('RegionViT'):
         return
-    from ..models.regionvit import resolve_arch
+    from ..models.variants import resolve_arch
     try:
         dims = resolve_arch(backbone.get('arch', 'small'))['embed_dim'][1:]
     except (KeyError, ValueError) as e:

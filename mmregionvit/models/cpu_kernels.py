@@ -1,59 +1,51 @@
-"""The backbone's fused ops: a one-pass linear for inference, and
-LayerNorm-led ops that keep only the norm's input for backward in training.
+"""The CPU kernels behind the backbone's fast paths (``ops.py`` decides
+when they run; nothing here decides).
 
-In training, autograd keeps every intermediate an op needs: a LayerNorm's
-input *and* output, a linear layer's input, a GELU's input and output. For
-a norm followed by linear layers (or a GELU and a convolution), the norm's
-output and the GELU's output are cheap to recompute from the norm's input
-and statistics, so these functions keep only those (and, for the MLP, the
-first linear's output) and recompute the rest in the backward with
-element-wise passes. Values and gradients equal the plain ops', under CPU
-bfloat16 autocast too (the linear ones: the same casts as autocast makes);
-the plain ops serve other autocast and ``torch.compile``.
+- ``onednn_linear``: oneDNN's linear with the bias (and GELU) fused into the
+  GEMM, for fp32 inference; eager PyTorch writes each output twice (bias
+  broadcast, then GEMM) and makes a third pass for GELU.
+- ``NormLinear``, ``NormMlp``, ``NormGeluConv``: LayerNorm-led ops for
+  training that keep only the norm's input (and, for the MLP, the first
+  linear's output) for backward and recompute the norm and GELU outputs
+  there with element-wise passes. Autograd would keep a LayerNorm's input
+  *and* output, each linear layer's input, a GELU's input and output.
+  Values and gradients equal the plain ops', under CPU bfloat16 autocast
+  too (the linear ones make autocast's casts themselves).
+- ``BiasedAttention``: attention with a learnable additive bias whose
+  forward runs SDPA's fused CPU kernel and whose backward recomputes the
+  probabilities a few windows at a time. ``F.scaled_dot_product_attention``
+  on a CPU falls back to its math kernel, which keeps every attention
+  matrix for backward, whenever the mask needs a gradient (RegionViT's
+  relative-position bias does).
+- ``nchw_copy``: the stage outputs' contiguous NCHW copy of channels-last
+  memory.
 """
 from typing import List, Tuple
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 _layer_norm_backward = torch.ops.aten.native_layer_norm_backward
-# oneDNN's linear with the bias (and GELU) fused into the GEMM: the eager
-# path otherwise writes each output twice (bias broadcast, then GEMM) and
-# makes a third pass for GELU. It has no autograd formula, so it serves
-# fp32 CPU inference only; torch.compile does its own fusion, and tracers
-# (FLOP counting) see the plain ops.
-_FUSED_LINEAR = getattr(torch.ops.mkldnn, '_linear_pointwise', None) \
+# None where torch was built without oneDNN
+_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, '_linear_pointwise', None) \
     if torch.backends.mkldnn.is_available() else None
+# Rows per chunk of the MLP's training passes: its 4x-wide intermediates
+# then stay small (cache-sized, and below malloc's mmap threshold, so they
+# are not page-faulted in afresh each time).
+MLP_CHUNK_ROWS = 2048
+# Attention-matrix elements recomputed at a time in the backward.
+ATTENTION_BACKWARD_CHUNK = 1 << 20
 
 
-def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
-    """``layer(x)``, followed by exact GELU if ``gelu``."""
-    if (_FUSED_LINEAR is not None and x.device.type == 'cpu'
-            and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled('cpu')
-            and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing()):
-        out = _FUSED_LINEAR(
-            x.reshape(-1, x.shape[-1]), layer.weight, layer.bias,
-            'gelu' if gelu else 'none', [], 'none' if gelu else '')
-        return out.view(*x.shape[:-1], -1)
-    x = F.linear(x, layer.weight, layer.bias)
-    return F.gelu(x) if gelu else x
-
-
-def _recomputes(x: Tensor, cpu_bf16_autocast: bool = False) -> bool:
-    """Whether to take the recomputing path: fp32 training in eager mode,
-    or, if ``cpu_bf16_autocast``, also training under CPU bf16 autocast."""
-    if not torch.is_grad_enabled() or torch.compiler.is_compiling() \
-            or torch.jit.is_tracing():
-        return False
-    if not torch.is_autocast_enabled(x.device.type):
-        return x.dtype == torch.float32
-    return (cpu_bf16_autocast and x.device.type == 'cpu'
-            and torch.get_autocast_dtype('cpu') == torch.bfloat16
-            and x.dtype in (torch.float32, torch.bfloat16))
+def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor,
+                  gelu: bool) -> Tensor:
+    """``F.linear(x, weight, bias)``, then exact GELU if ``gelu``, in one
+    oneDNN call (no autograd formula: inference only)."""
+    out = _ONEDNN_LINEAR(
+        x.reshape(-1, x.shape[-1]), weight, bias, 'gelu' if gelu else 'none',
+        [], 'none' if gelu else '')
+    return out.view(*x.shape[:-1], -1)
 
 
 def _norm(x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor,
@@ -72,7 +64,7 @@ def _linear_grads(dy: Tensor, inp: Tensor,
             dy.sum(0).to(w.dtype))
 
 
-class _NormLinear(torch.autograd.Function):
+class NormLinear(torch.autograd.Function):
     """``linear(layer_norm(x))``, keeping ``x`` and the statistics."""
 
     @staticmethod
@@ -95,17 +87,6 @@ class _NormLinear(torch.autograd.Function):
         return dx, None, dln_w, dln_b, dw, db
 
 
-# Rows per chunk of the MLP's training passes on a CPU: its 4x-wide
-# intermediates then stay small (cache-sized, and below malloc's mmap
-# threshold, so they are not page-faulted in afresh each time). Other
-# devices take all rows at once.
-_MLP_CHUNK_ROWS = 2048
-
-
-def _chunk_rows(x: Tensor) -> int:
-    return _MLP_CHUNK_ROWS if x.device.type == 'cpu' else max(1, x.shape[0])
-
-
 def _compute_dtype(x: Tensor) -> torch.dtype:
     """The dtype linear layers compute in for ``x``: autocast's, if on."""
     if torch.is_autocast_enabled(x.device.type):
@@ -113,7 +94,7 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return x.dtype
 
 
-class _NormMlp(torch.autograd.Function):
+class NormMlp(torch.autograd.Function):
     """``fc2(gelu(fc1(layer_norm(x))))``, keeping ``x``, the statistics and
     ``fc1``'s output (5 instead of 10 values per channel). Both passes run
     in chunks of rows, so only the kept tensors and the result are large."""
@@ -130,7 +111,7 @@ class _NormMlp(torch.autograd.Function):
         out = x2.new_empty(rows, w2.shape[0], dtype=dtype)
         # autocast's casts, made here: out= ops are not autocast
         w1c, b1c, w2c, b2c = (t.to(dtype) for t in (w1, b1, w2, b2))
-        step = _chunk_rows(x2)
+        step = MLP_CHUNK_ROWS
         for i in range(0, rows, step):
             r = slice(i, i + step)
             u, mean[r], rstd[r] = torch.native_layer_norm(
@@ -155,7 +136,7 @@ class _NormMlp(torch.autograd.Function):
             torch.zeros_like(w2),
             w2.new_zeros(w2.shape[0])
         ]
-        step = _chunk_rows(x2)
+        step = MLP_CHUNK_ROWS
         for i in range(0, x2.shape[0], step):
             r = slice(i, i + step)
             dg, dw2, db2 = _linear_grads(dy2[r], F.gelu(h[r]), w2)
@@ -170,7 +151,7 @@ class _NormMlp(torch.autograd.Function):
         return (dx.view_as(x), None, *grads)
 
 
-class _NormGeluConv(torch.autograd.Function):
+class NormGeluConv(torch.autograd.Function):
     """``conv2d(gelu(layer_norm over channels(x)))`` of an NCHW map, keeping
     the channels-last input and the statistics (1 instead of 3 maps)."""
 
@@ -203,32 +184,87 @@ class _NormGeluConv(torch.autograd.Function):
                             2), None, dln_w, dln_b, dw, db, None, None, None)
 
 
-def norm_linear(x: Tensor, norm: nn.LayerNorm, layer: nn.Linear) -> Tensor:
-    """``layer(norm(x))``."""
-    if _recomputes(x, cpu_bf16_autocast=True):
-        return _NormLinear.apply(x, norm.eps, norm.weight, norm.bias,
-                                 layer.weight, layer.bias)
-    return linear(norm(x), layer)
+def _flash(q: Tensor, k: Tensor, v: Tensor,
+           mask: Tensor) -> Tuple[Tensor, Tensor]:
+    """SDPA's fused CPU kernel: output and per-query log-sum-exp."""
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, 0.0, False, attn_mask=mask)
+    return out, lse
 
 
-def norm_mlp(x: Tensor, norm: nn.LayerNorm, mlp: nn.Module) -> Tensor:
-    """``mlp(norm(x))`` for an ``fc1``, GELU, ``fc2`` MLP."""
-    if _recomputes(x, cpu_bf16_autocast=True):
-        return _NormMlp.apply(x, norm.eps, norm.weight, norm.bias,
-                              mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight,
-                              mlp.fc2.bias)
-    return mlp(norm(x))
+class BiasedAttention(torch.autograd.Function):
+    """softmax(q k^T / sqrt(d) + mask) v over ``(M, h, L, d)`` windows; the
+    ``(G, h, L, L)`` mask (``G`` 1 or dividing ``M``) repeats every ``G``
+    windows, i.e. it is shared by the images of a batch. The forward keeps
+    only its output and log-sum-exp; the attention matrices never exist all
+    at once, in the backward neither."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        m, group = q.shape[0], mask.shape[0]
+        if group == 1 or group == m:
+            out, lse = _flash(q, k, v, mask)
+        else:
+            parts = [
+                _flash(q[i:i + group], k[i:i + group], v[i:i + group], mask)
+                for i in range(0, m, group)
+            ]
+            out = torch.cat([o for o, _ in parts])
+            lse = torch.cat([s for _, s in parts])
+        ctx.save_for_backward(q, k, v, mask, out, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: Tensor) -> Tuple[Tensor, ...]:
+        q, k, v, mask, out, lse = ctx.saved_tensors
+        m, h, length, d = q.shape
+        scale = d**-0.5
+        shared = mask.shape[0] == 1  # one mask for every window
+        group = m if shared else mask.shape[0]
+        step = max(1, ATTENTION_BACKWARD_CHUNK // (h * length * length))
+        dq, dk, dv = (
+            torch.empty_like(q, memory_format=torch.contiguous_format)
+            for _ in range(3))
+        # float32 arithmetic chunk by chunk, also for bfloat16 inputs
+        dmask = torch.zeros(mask.shape, device=mask.device)
+        for start in range(0, m, group):
+            for i in range(start, start + group, step):
+                j = min(i + step, start + group)
+                mk = mask if shared else mask[i - start:j - start]
+                qi, ki, vi, oi, doi = (
+                    t[i:j].float() for t in (q, k, v, out, dout))
+                p = torch.exp(
+                    torch.matmul(qi, ki.transpose(-2, -1)) * scale +
+                    mk.float() - lse[i:j, ..., None])
+                dv[i:j] = torch.matmul(p.transpose(-2, -1), doi)
+                delta = (doi * oi).sum(-1, keepdim=True)
+                ds = p * (torch.matmul(doi, vi.transpose(-2, -1)) - delta)
+                dq[i:j] = torch.matmul(ds, ki) * scale
+                dk[i:j] = torch.matmul(ds.transpose(-2, -1), qi) * scale
+                if shared:
+                    dmask += ds.sum(0, keepdim=True)
+                else:
+                    dmask[i - start:j - start] += ds
+        return dq, dk, dv, dmask.to(mask.dtype)
 
 
-def norm_gelu_conv(x: Tensor, norm: nn.LayerNorm, conv: nn.Conv2d) -> Tensor:
-    """``conv(gelu(norm(x)))``, ``norm`` over the channels of NCHW ``x``;
-    ``conv`` with a bias, numeric padding and no dilation."""
-    if conv.bias is None or conv.dilation != (1, 1) or isinstance(
-            conv.padding, str):
-        raise ValueError('norm_gelu_conv takes a convolution with a bias, '
-                         'numeric padding and no dilation.')
-    if _recomputes(x):
-        return _NormGeluConv.apply(x, norm.eps, norm.weight, norm.bias,
-                                   conv.weight, conv.bias, list(conv.stride),
-                                   list(conv.padding), conv.groups)
-    return conv(F.gelu(norm(x)))
+@torch.library.custom_op('mmregionvit::nchw_copy', mutates_args=())
+def nchw_copy(x: Tensor) -> Tensor:
+    """A contiguous copy of an NCHW view of channels-last memory, made by one
+    2-D transpose per image: torch copies a transposed matrix block by
+    block, several times faster than a permuted 4-D copy. An opaque op, so
+    that torch.compile keeps it too (its own copy kernel is 3-5x slower)."""
+    b, c, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+    out = x.new_empty(b, c, h * w)
+    for i in range(b):
+        out[i].copy_(rows[i].t())
+    return out.view(b, c, h, w)
+
+
+@nchw_copy.register_fake
+def _(x: Tensor) -> Tensor:
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+nchw_copy.register_autograd(lambda ctx, grad: grad)

@@ -1,12 +1,13 @@
-"""Norm-led ops with recomputation: same values and gradients as autograd
-through the plain modules, and less kept for backward."""
+"""The fast paths: the norm-led ops with recomputation give the same values
+and gradients as autograd through the plain modules and keep less for
+backward; the fused backbone trains to the reference path's gradients."""
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmregionvit.models import RegionViT, fused_ops
-from mmregionvit.models.fused_ops import norm_gelu_conv, norm_linear, norm_mlp
+from mmregionvit.models import RegionViT, cpu_kernels
+from mmregionvit.models.ops import norm_gelu_conv, norm_linear, norm_mlp
 from mmregionvit.models.regionvit import LayerNorm2d, Mlp
 
 
@@ -101,7 +102,7 @@ def test_matches_autograd_under_bf16_autocast(case, x_dtype):
 def test_norm_mlp_in_uneven_chunks_matches_autograd(monkeypatch, bf16):
     """Rows split 4, 4, 4, 3: per-chunk outputs and summed parameter
     gradients equal the plain ops' on all rows at once."""
-    monkeypatch.setattr(fused_ops, '_MLP_CHUNK_ROWS', 4)
+    monkeypatch.setattr(cpu_kernels, 'MLP_CHUNK_ROWS', 4)
     fused, plain, params, shape = CASES['norm_mlp']()
     x = torch.randn(*shape, requires_grad=True)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
@@ -115,13 +116,16 @@ def test_norm_mlp_in_uneven_chunks_matches_autograd(monkeypatch, bf16):
         torch.testing.assert_close(g, r, rtol=tol, atol=tol)
 
 
-def test_norm_mlp_chunks_rows_on_cpu_only():
-    """Row chunks are a CPU matter; other devices (the meta device standing
-    in for a GPU) take all rows at once."""
-    rows = 3 * fused_ops._MLP_CHUNK_ROWS
-    assert fused_ops._chunk_rows(torch.empty(rows, 8)) \
-        == fused_ops._MLP_CHUNK_ROWS
-    assert fused_ops._chunk_rows(torch.empty(rows, 8, device='meta')) == rows
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_training_kernels_run_on_cpu_only(case):
+    """The recomputing kernels are CPU kernels: other devices (the meta
+    device standing in for a GPU) get the plain ops."""
+    for device, expected in (('cpu', True), ('meta', False)):
+        with torch.device(device):
+            fused, _, _, shape = CASES[case]()
+            x = torch.randn(*shape, requires_grad=True)
+        name = type(fused(x).grad_fn).__name__
+        assert name.startswith('Norm') == expected, (device, name)
 
 
 @pytest.mark.parametrize(
@@ -150,18 +154,21 @@ def test_conv_it_cannot_recompute_is_refused():
             nn.Conv2d(8, 8, 3, padding=1, bias=False))
 
 
-def test_backbone_gradients_equal_plain_autograd(monkeypatch):
-    """The whole backbone (3conv stem, strided downsampling, padded windows)
-    trains to the gradients of the plain modules, and keeps less."""
+def test_fused_backbone_trains_like_the_reference():
+    """The whole backbone (3conv stem, strided downsampling, padded windows,
+    several images) trains to the reference path's gradients, and the fused
+    path keeps less for backward."""
     arch = dict(
         embed_dim=[16, 16, 32, 64, 128],
         num_heads=[1, 2, 4, 8],
         depth=[1, 1, 1, 1],
         kernel_sizes=[7] * 4)
     model = RegionViT(arch=arch)
+    model.init_weights()
     x = torch.randn(2, 3, 100, 150, requires_grad=True)
 
-    def run():
+    def run(fused):
+        model.fused = fused
         model.zero_grad()
         x.grad = None
         kept = saved_bytes(lambda: setattr(run, 'outs', model(x)))
@@ -169,9 +176,8 @@ def test_backbone_gradients_equal_plain_autograd(monkeypatch):
         grads = {n: p.grad.clone() for n, p in model.named_parameters()}
         return kept, grads, x.grad.clone()
 
-    kept, grads, dx = run()
-    monkeypatch.setattr(fused_ops, '_recomputes', lambda *args, **kw: False)
-    plain_kept, reference, plain_dx = run()
+    kept, grads, dx = run(fused=True)
+    plain_kept, reference, plain_dx = run(fused=False)
     assert kept < 0.8 * plain_kept
     torch.testing.assert_close(dx, plain_dx, rtol=1e-4, atol=1e-6)
     for name, g in grads.items():
@@ -196,10 +202,10 @@ def test_block_keeps_no_view_of_its_input():
     assert storages and x.untyped_storage().data_ptr() not in storages
 
 
-def test_backbone_bf16_autocast_gradients(monkeypatch):
+def test_backbone_bf16_autocast_gradients():
     """Under CPU bf16 autocast, the recomputing ops and the fused attention
-    backward keep less than the plain autocast path, and their gradients
-    are as close to float32's as the plain path's."""
+    backward keep less than the reference path, and their gradients are as
+    close to float32's as the reference path's."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     arch = dict(
         embed_dim=[16, 16, 32, 64, 128],
@@ -222,7 +228,7 @@ def test_backbone_bf16_autocast_gradients(monkeypatch):
 
     _, exact = run(bf16=False)
     kept, fused = run()
-    monkeypatch.setattr(fused_ops, '_recomputes', lambda *args, **kw: False)
+    model.fused = False
     with sdpa_kernel(SDPBackend.MATH):
         plain_kept, plain = run()
     assert kept < 0.8 * plain_kept
