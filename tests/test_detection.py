@@ -11,20 +11,16 @@ from detection_helpers import ROOT, build_detector, mini_detector_cfg
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
+from mmregionvit.models import VARIANTS
+
 CONFIGS = sorted(
     Path(p).name for p in glob.glob(str(ROOT / 'configs/detection/*.py')))
 ONE_X = [c for c in CONFIGS if c.endswith('_coco.py') and 'ms-3x' not in c]
-# Official model-zoo sizes in millions (80 COCO classes).
+# Official model-zoo sizes in millions (80 COCO classes), by config name.
 OFFICIAL_PARAMS = {
-    'maskrcnn_regionvit_s_coco.py': 50.1,
-    'maskrcnn_regionvit_s-w14_coco.py': 50.9,
-    'maskrcnn_regionvit_b_coco.py': 92.2,
-    'maskrcnn_regionvit_b-w14_coco.py': 93.2,
-    'retinanet_regionvit_s_coco.py': 40.8,
-    'retinanet_regionvit_s-w14_coco.py': 41.5,
-    'retinanet_regionvit_s-w14-peg_coco.py': 41.6,
-    'retinanet_regionvit_b_coco.py': 83.4,
-    'retinanet_regionvit_b-w14_coco.py': 84.4,
+    f'{family}_regionvit_{v.abbrev}_coco.py': params
+    for v in VARIANTS.values()
+    for family, params in v.coco_params.items()
 }
 
 
@@ -36,11 +32,11 @@ def load(name: str) -> Config:
 
 def test_config_set_is_complete():
     for family in ('maskrcnn', 'retinanet'):
-        for variant in ('t', 's', 'm', 'b', 's-w14', 's-w14-peg', 'b-w14',
-                        'b-w14-peg'):
+        for variant in VARIANTS.values():
             for schedule in ('', '_ms-3x'):
-                name = f'{family}_regionvit_{variant}{schedule}_coco.py'
+                name = f'{family}_regionvit_{variant.abbrev}{schedule}_coco.py'
                 assert name in CONFIGS, name
+    assert len(OFFICIAL_PARAMS) == 12
 
 
 @pytest.mark.parametrize('name', ONE_X)

@@ -2,9 +2,9 @@
 # maskrcnn_regionvit_s_ms-3x_coco.py).
 _base_ = './maskrcnn_regionvit_s_ms-3x_coco.py'
 
-pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-S.pth'  # noqa: E501
 model = dict(
     backbone=dict(
         arch='small_w14',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(checkpoint=_base_.regionvit_release +
+                      'RegionViT-S.pth')),
     neck=dict(in_channels=[96, 192, 384, 768]))

@@ -6,13 +6,8 @@ _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
+    '../_base_/regionvit.py',
 ]
-custom_imports = dict(imports=['mmregionvit'], allow_failed_imports=False)
-
-# ImageNet weights of the official release; override with
-# --cfg-options model.backbone.init_cfg.checkpoint=/path/to/RegionViT-S.pth
-pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-S.pth'  # noqa: E501
-
 model = dict(
     # The official detectors normalise RGB images with mean and std listed
     # in BGR order (detectron2's defaults with INPUT.FORMAT RGB); the
@@ -22,13 +17,7 @@ model = dict(
         std=[57.375, 57.12, 58.395],
         bgr_to_rgb=True),
     backbone=dict(
-        _delete_=True,
-        type='mmregionvit.RegionViT',
-        arch='small',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.2,
-        det_norm=True,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        _base_.regionvit_backbone, _delete_=True, drop_path_rate=0.2),
     neck=dict(in_channels=[96, 192, 384, 768]),
     # detectron2's ROI matcher allows no low-quality matches
     train_cfg=dict(rcnn=dict(assigner=dict(match_low_quality=False))))
@@ -62,8 +51,7 @@ optim_wrapper = dict(
         betas=(0.9, 0.999),
         weight_decay=0.05),
     # no weight decay on norms and relative-position tables
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0, custom_keys={'.rel_pos': dict(decay_mult=0.0)}))
+    paramwise_cfg=_base_.regionvit_paramwise_cfg)
 param_scheduler = [
     dict(
         type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,

@@ -1,8 +1,9 @@
 # Mask R-CNN RegionViT-t, 1x schedule (see maskrcnn_regionvit_s_coco.py).
 _base_ = './maskrcnn_regionvit_s_coco.py'
 
-pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-Ti.pth'  # noqa: E501
 model = dict(
     backbone=dict(
-        arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        arch='tiny',
+        init_cfg=dict(checkpoint=_base_.regionvit_release +
+                      'RegionViT-Ti.pth')),
     neck=dict(in_channels=[64, 128, 256, 512]))

@@ -3,9 +3,9 @@
 # to 14x14 (bicubic resize of the regional kernel and position tables).
 _base_ = './retinanet_regionvit_s_coco.py'
 
-pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-B.pth'  # noqa: E501
 model = dict(
     backbone=dict(
         arch='base_w14',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(checkpoint=_base_.regionvit_release +
+                      'RegionViT-B.pth')),
     neck=dict(in_channels=[128, 256, 512, 1024]))

@@ -1,8 +1,9 @@
 # RetinaNet RegionViT-b, 1x schedule (see retinanet_regionvit_s_coco.py).
 _base_ = './retinanet_regionvit_s_coco.py'
 
-pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-B.pth'  # noqa: E501
 model = dict(
     backbone=dict(
-        arch='base', init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        arch='base',
+        init_cfg=dict(checkpoint=_base_.regionvit_release +
+                      'RegionViT-B.pth')),
     neck=dict(in_channels=[128, 256, 512, 1024]))

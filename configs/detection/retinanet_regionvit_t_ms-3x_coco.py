@@ -2,8 +2,9 @@
 # retinanet_regionvit_s_ms-3x_coco.py).
 _base_ = './retinanet_regionvit_s_ms-3x_coco.py'
 
-pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-Ti.pth'  # noqa: E501
 model = dict(
     backbone=dict(
-        arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        arch='tiny',
+        init_cfg=dict(checkpoint=_base_.regionvit_release +
+                      'RegionViT-Ti.pth')),
     neck=dict(in_channels=[64, 128, 256, 512]))

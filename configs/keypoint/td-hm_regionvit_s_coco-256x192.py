@@ -12,13 +12,7 @@
 # 256x192 is no multiple of the 28-pixel regions: the backbone pads inside
 # and crops its outputs back to 64x48, 32x24, 16x12 and 8x6.
 # Test-server results: td-hm_regionvit_s_coco-256x192_test-format.py.
-_base_ = ['mmpose::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmregionvit'], allow_failed_imports=False)
-
-# ImageNet weights of the official release; override with
-# --cfg-options model.backbone.init_cfg.checkpoint=/path/to/RegionViT-S.pth
-pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-S.pth'  # noqa: E501
-
+_base_ = ['mmpose::_base_/default_runtime.py', '../_base_/regionvit.py']
 # runtime; mmpose's visualizer with OpenCV keypoint drawing that works
 # under NumPy >= 2.4
 visualizer = dict(type='mmregionvit.PoseLocalVisualizer')
@@ -30,8 +24,7 @@ optim_wrapper = dict(
     optimizer=dict(
         type='AdamW', lr=5e-4, betas=(0.9, 0.999), weight_decay=0.05),
     # no weight decay on norms and relative-position tables
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0, custom_keys={'.rel_pos': dict(decay_mult=0.0)}),
+    paramwise_cfg=_base_.regionvit_paramwise_cfg,
     clip_grad=dict(max_norm=1.0, norm_type=2))
 param_scheduler = [
     dict(
@@ -59,12 +52,7 @@ model = dict(
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True),
     backbone=dict(
-        type='mmregionvit.RegionViT',
-        arch='small',
-        out_indices=(3, ),
-        drop_path_rate=0.1,
-        det_norm=True,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        _base_.regionvit_backbone, out_indices=(3, ), drop_path_rate=0.1),
     head=dict(
         type='HeatmapHead',
         in_channels=768,

@@ -9,26 +9,15 @@ _base_ = [
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py',
+    '../_base_/regionvit.py',
 ]
-custom_imports = dict(imports=['mmregionvit'], allow_failed_imports=False)
-
-# ImageNet weights of the official release; override with
-# --cfg-options model.backbone.init_cfg.checkpoint=/path/to/RegionViT-S.pth
-pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-S.pth'  # noqa: E501
-
 model = dict(
     # The base preprocessor already normalises RGB with the ImageNet
     # mean/std the RegionViT weights were trained with.
     data_preprocessor=dict(size={{_base_.crop_size}}),
     pretrained=None,
     backbone=dict(
-        _delete_=True,
-        type='mmregionvit.RegionViT',
-        arch='small',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.1,
-        det_norm=True,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        _base_.regionvit_backbone, _delete_=True, drop_path_rate=0.1),
     neck=dict(in_channels=[96, 192, 384, 768]),
     decode_head=dict(num_classes=150))
 
@@ -61,8 +50,7 @@ tta_pipeline = [
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, weight_decay=1e-4),
     # no weight decay on norms and relative-position tables
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0, custom_keys={'.rel_pos': dict(decay_mult=0.0)}))
+    paramwise_cfg=_base_.regionvit_paramwise_cfg)
 param_scheduler = [
     dict(
         type='PolyLR',

@@ -2,8 +2,8 @@
 # Same channels as RegionViT-S, so the heads are unchanged.
 _base_ = './upernet_regionvit_s_ade20k.py'
 
-pretrained = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1/RegionViT-M.pth'  # noqa: E501
 model = dict(
     backbone=dict(
-        arch='medium', init_cfg=dict(type='Pretrained',
-                                     checkpoint=pretrained)))
+        arch='medium',
+        init_cfg=dict(checkpoint=_base_.regionvit_release +
+                      'RegionViT-M.pth')))
