@@ -116,6 +116,43 @@ def test_backbone_compare_compile():
     assert not torch._inductor.config.freezing  # restored
 
 
+def test_backbone_compare_fused():
+    """The reference path (A) and the fused paths (B) alternate."""
+    report = benchmark.main([
+        'backbone', '--arch', 'tiny', '--input-size', '64', '64', '--repeat',
+        '2', '--compare-fused', *FAST
+    ])
+    assert [w['name'] for w in report['workloads']
+            ] == ['RegionViT-tiny reference', 'RegionViT-tiny']
+    assert report['compare_fused']
+    for work in report['workloads']:
+        check_workload(work, repeat=2)
+
+
+def test_backbone_baseline_from_git(monkeypatch):
+    """A git revision's backbone (A) is imported beside ours (B) under a
+    renamed package, scope and op namespace."""
+    built = []
+    workload = benchmark.backbone_workload
+
+    def spy(args, device, backbone=RegionViT, **kwargs):
+        built.append(backbone)
+        return workload(args, device, backbone=backbone, **kwargs)
+
+    monkeypatch.setattr(benchmark, 'backbone_workload', spy)
+    report = benchmark.main([
+        'backbone', '--arch', 'tiny', '--input-size', '64', '64', '--repeat',
+        '1', '--baseline', 'HEAD', *FAST
+    ])
+    assert [w['name'] for w in report['workloads']
+            ] == ['RegionViT-tiny @HEAD', 'RegionViT-tiny']
+    assert report['baseline'] == 'HEAD'
+    baseline, ours = built
+    assert ours is RegionViT
+    assert baseline.__module__.startswith('mmregionvit_')
+    assert baseline is not RegionViT
+
+
 def test_compared_models_get_the_same_weights(monkeypatch):
     """Eager and compiled variants are built from the same seed."""
     draws = []
@@ -193,6 +230,12 @@ def test_resolve_package_config():
       ], '--task inference'),
     (['model', '--compare', MASKRCNN, MASKRCNN, '--compare-compile'
       ], 'use one of them'),
+    (['backbone', '--compare-fused', '--baseline', 'HEAD'], 'use one of them'),
+    (['backbone', '--baseline', 'no-such-revision'], 'not a git revision'),
+    ([
+        'model', 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
+        '--compare-fused'
+    ], 'has no RegionViT backbone'),
 ])
 def test_bad_input(argv, message, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)

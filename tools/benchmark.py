@@ -7,6 +7,8 @@ Examples::
     python tools/benchmark.py backbone --arch small --task train --batch 2 \
         --with-cp
     python tools/benchmark.py backbone --arch small --compare-compile
+    python tools/benchmark.py backbone --arch small --compare-fused
+    python tools/benchmark.py backbone --arch small --baseline HEAD~1
     python tools/benchmark.py model \
         configs/detection/maskrcnn_regionvit_s_coco.py --task train
     python tools/benchmark.py model --compare \
@@ -23,11 +25,18 @@ MAC, so the fraction of the GEMM rate compares like with like.
 """
 import argparse
 import ctypes
+import importlib
 import importlib.util
+import io
 import json
 import logging
 import os
+import re
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import threading
 import time
 from contextlib import ExitStack
@@ -42,7 +51,7 @@ from mmengine.config import Config, DictAction
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmregionvit.models import ARCH_SETTINGS, RegionViT
+from mmregionvit.models import VARIANTS, RegionViT
 from mmregionvit.utils.complexity import TensorMode, count_macs
 
 MB = 2**20
@@ -207,11 +216,48 @@ def _step_context(args: argparse.Namespace,
     return context
 
 
-def backbone_workload(args: argparse.Namespace, device: torch.device,
-                      compiled: bool) -> Workload:
+def load_baseline(rev: str) -> type:
+    """The ``RegionViT`` class of git revision ``rev`` of this checkout,
+    imported beside ours: its package is extracted to a temporary folder
+    and renamed (scope and op namespace included) so that both register."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(
+            ['git', 'rev-parse', '--verify', rev + '^{commit}'],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True).stdout.strip()
+        archive = subprocess.run(['git', 'archive', sha, 'mmregionvit'],
+                                 cwd=root,
+                                 capture_output=True,
+                                 check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise ValueError(f'--baseline {rev}: not a git revision of {root} '
+                         f'({getattr(e, "stderr", e) or e})') from e
+    name = f'mmregionvit_{sha[:10]}'
+    folder = Path(tempfile.mkdtemp(prefix='regionvit-baseline-'))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter='data')
+    (folder / 'mmregionvit').rename(folder / name)
+    for path in (folder / name).rglob('*.py'):
+        path.write_text(re.sub(r'\bmmregionvit\b', name, path.read_text()))
+    sys.path.insert(0, str(folder))
+    return importlib.import_module(f'{name}.models').RegionViT
+
+
+def backbone_workload(args: argparse.Namespace,
+                      device: torch.device,
+                      compiled: bool,
+                      fused: bool = True,
+                      backbone: type = RegionViT,
+                      label: str = '') -> Workload:
     """A RegionViT backbone on a random batch; training uses AdamW."""
     h, w = args.input_size
-    model = RegionViT(arch=args.arch, with_cp=args.with_cp).to(device)
+    kwargs = dict(arch=args.arch, with_cp=args.with_cp)
+    if not fused:
+        kwargs['fused'] = False
+    model = backbone(**kwargs).to(device)
     x = torch.randn(args.batch, 3, h, w, device=device)
     macs, uncounted = count_macs(model.eval(), (x, ))
     net = torch.compile(model) if compiled else model
@@ -236,7 +282,9 @@ def backbone_workload(args: argparse.Namespace, device: torch.device,
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-    name = f'RegionViT-{args.arch}' + (' compiled' if compiled else '')
+    name = f'RegionViT-{args.arch}{label}' + (' compiled' if compiled else '')
+    if not fused:
+        name += ' reference'
     return Workload(name, step, macs, uncounted, notes)
 
 
@@ -381,8 +429,11 @@ def _synthetic_batch(cfg: Config, scope: str, args: argparse.Namespace,
                      f'got default_scope={scope!r}')
 
 
-def model_workload(path: Path, args: argparse.Namespace, device: torch.device,
-                   compiled: bool) -> Workload:
+def model_workload(path: Path,
+                   args: argparse.Namespace,
+                   device: torch.device,
+                   compiled: bool,
+                   fused: bool = True) -> Workload:
     """An mmdet, mmseg or mmpose model's test step, or train step with its
     optimizer, on synthetic data."""
     from mmengine.logging import MMLogger
@@ -394,6 +445,11 @@ def model_workload(path: Path, args: argparse.Namespace, device: torch.device,
         cfg.merge_from_dict(args.cfg_options)
     if args.with_cp:
         cfg.model.backbone.with_cp = True
+    if not fused:
+        if not str(cfg.model.backbone.type).endswith('RegionViT'):
+            raise ValueError(f'--compare-fused: {path} has no RegionViT '
+                             'backbone')
+        cfg.model.backbone.fused = False
     scope = cfg.get('default_scope', 'mmdet')
     if scope == 'mmseg' and cfg.model.data_preprocessor.get('size'):
         # training pads to the preprocessor's crop size: pad to the input
@@ -539,6 +595,11 @@ def build_parser() -> argparse.ArgumentParser:
         help='time eager (A) against torch.compile (B), '
         'alternating in one process')
     common.add_argument(
+        '--compare-fused',
+        action='store_true',
+        help='time the reference path (A, fused=False) against the fused '
+        'fast paths (B), alternating in one process')
+    common.add_argument(
         '--freezing',
         action='store_true',
         help="inference with --compile or --compare-compile:"
@@ -584,8 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
     modes = parser.add_subparsers(dest='mode', required=True)
     backbone = modes.add_parser(
         'backbone', parents=[common], help='a RegionViT backbone by arch name')
+    backbone.add_argument('--arch', choices=sorted(VARIANTS), default='small')
     backbone.add_argument(
-        '--arch', choices=sorted(ARCH_SETTINGS), default='small')
+        '--baseline',
+        metavar='REV',
+        help='time the backbone of git revision REV of this checkout (A) '
+        'against the working tree\'s (B), alternating in one process')
     model = modes.add_parser(
         'model',
         parents=[common],
@@ -629,6 +694,14 @@ def validate(parser: argparse.ArgumentParser,
     bad = [k for k, v in counts.items() if v is not None and v < 1]
     if bad:
         parser.error(f'must be >= 1: {", ".join(bad)}')
+    comparisons = [
+        f'--{k.replace("_", "-")}'
+        for k in ('compare', 'compare_compile', 'compare_fused', 'baseline')
+        if getattr(args, k, None)
+    ]
+    if len(comparisons) > 1:
+        parser.error(f'{" and ".join(comparisons)} each time two workloads; '
+                     'use one of them')
     compiling = args.compile or args.compare_compile
     if args.compile and args.compare_compile:
         parser.error('--compare-compile times eager and compiled; drop '
@@ -647,9 +720,6 @@ def validate(parser: argparse.ArgumentParser,
     if bool(args.config) == bool(args.compare):
         parser.error('model mode takes one CONFIG or --compare CONFIG_A '
                      'CONFIG_B')
-    if args.compare and args.compare_compile:
-        parser.error('--compare and --compare-compile each time two '
-                     'workloads; use one of them')
     try:
         paths = [resolve_config(c) for c in args.compare or [args.config]]
     except FileNotFoundError as e:
@@ -731,6 +801,8 @@ def summarize(args: argparse.Namespace, device: torch.device,
         repeat=args.repeat,
         compile=args.compile,
         compare_compile=args.compare_compile,
+        compare_fused=args.compare_fused,
+        baseline=getattr(args, 'baseline', None),
         freezing=args.freezing,
         with_cp=args.with_cp,
         load_avg_1min=dict(before=load[0], after=load[1]),
@@ -827,6 +899,27 @@ def print_report(report: Dict[str, Any]) -> None:
         print(f'WARNING: {warning}')
 
 
+def compared_variants(args: argparse.Namespace) -> List[Dict[str, Any]]:
+    """Keyword arguments of each workload to build from one model: A and B
+    of a comparison, or the one asked for."""
+    if args.compare_compile:
+        return [dict(compiled=False), dict(compiled=True)]
+    if args.compare_fused:
+        return [
+            dict(compiled=args.compile, fused=False),
+            dict(compiled=args.compile)
+        ]
+    if getattr(args, 'baseline', None):  # backbone mode only
+        return [
+            dict(
+                compiled=args.compile,
+                backbone=load_baseline(args.baseline),
+                label=f' @{args.baseline}'),
+            dict(compiled=args.compile)
+        ]
+    return [dict(compiled=args.compile)]
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -842,16 +935,19 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         k: measure_gemm(gemm_size, d, device)
         for k, d in gemm_dtypes.items()
     }
-    variants = (False, True) if args.compare_compile else (args.compile, )
     workloads = []
-    for path in configs or [None]:
-        for compiled in variants:
-            # the same random weights for eager and compiled: a detector's
-            # cost depends on them (proposals, RoIs per FPN level)
-            torch.manual_seed(0)
-            workloads.append(
-                backbone_workload(args, device, compiled) if path is
-                None else model_workload(path, args, device, compiled))
+    try:
+        variants = compared_variants(args)
+        for path in configs or [None]:
+            for variant in variants:
+                # the same random weights for every variant: a detector's
+                # cost depends on them (proposals, RoIs per FPN level)
+                torch.manual_seed(0)
+                workloads.append(
+                    backbone_workload(args, device, **variant) if path is
+                    None else model_workload(path, args, device, **variant))
+    except ValueError as e:
+        parser.error(str(e))
     with ExitStack() as stack:
         if args.freezing:  # read when the first step compiles
             import torch._inductor.config as inductor_config
