@@ -376,6 +376,20 @@ class RegionViT(BaseModule):
                 m.fused = self._fused
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        return tuple(self.forward_stages(x, self.out_indices)[1])
+
+    def forward_stages(
+            self,
+            x: Tensor,
+            out_indices: Sequence[int],
+            num_stages: Optional[int] = None) -> Tuple[Tensor, List[Tensor]]:
+        """Run the embeddings and the first ``num_stages`` stages (all by
+        default).
+
+        Returns the regional tokens of the last stage run, an ``(N, C, h, w)``
+        map, and the local-token maps (contiguous NCHW) of the stages in
+        ``out_indices``.
+        """
         if x.dim() != 4:
             raise ValueError('RegionViT expects a batch of images (N, C, H, W)'
                              f', got a tensor of shape {tuple(x.shape)}.')
@@ -394,13 +408,13 @@ class RegionViT(BaseModule):
             local = self.patch_embed(x)
         regional = self.regional_embed(x)
         outs = []
-        for i, stage in enumerate(self.stages):
+        for i, stage in enumerate(self.stages[:num_stages]):
             regional, local = stage(regional, local)
-            if i in self.out_indices:
+            if i in out_indices:
                 # contiguous NCHW: some mmcv ops (RoIAlign) assume it
                 outs.append(
                     ops.contiguous_nchw(local) if fast else local.contiguous())
-        return tuple(outs)
+        return regional, outs
 
     def init_weights(self) -> None:
         if self.init_cfg is not None and \
@@ -411,6 +425,12 @@ class RegionViT(BaseModule):
                 self.init_cfg['checkpoint'],
                 prefix=self.init_cfg.get('prefix'))
             return
+        self.init_official_weights()
+        super().init_weights()
+
+    def init_official_weights(self) -> None:
+        """The official initialisation of the linear layers, norms and
+        relative-position tables (convolutions keep PyTorch's)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_(m.weight, std=.02)
@@ -420,7 +440,6 @@ class RegionViT(BaseModule):
                 nn.init.zeros_(m.bias)
             elif isinstance(m, R2LAttention):
                 trunc_normal_(m.rel_pos, std=.02)
-        super().init_weights()
 
     def _frozen_modules(self) -> List[nn.Module]:
         if self.frozen_stages < 0:
