@@ -1,8 +1,8 @@
 """Loading official RegionViT checkpoints into :class:`RegionViT`.
 
 ``checkpoint_filter_fn`` is the one place that maps the official parameter
-names and layouts to ours; ``load_pretrained`` is what ``init_cfg``
-Pretrained goes through.
+names and layouts to ours; ``fit_state_dict`` completes and checks the
+result; ``load_pretrained`` is what ``init_cfg`` Pretrained goes through.
 """
 import math
 import re
@@ -14,6 +14,7 @@ from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor
 
+StateDict = Dict[str, Tensor]
 # Prefixes under which a backbone's weights are found in known files.
 _PREFIXES = ('backbone.bottom_up.model.', 'module.', 'backbone.')
 # Official names -> ours (applied in order, first match wins).
@@ -24,6 +25,8 @@ _RENAMES = (
     (r'^norm(\d+)\.', r'stages.\1.out_norm.'),
 )
 _BLOCK = re.compile(r'^layers\.(\d+)\.block\.(\d+)\.(.*)$')
+# The classifier's final norm and head: the same names officially and here.
+_CLASSIFIER = re.compile(r'^(norm|head)\.(weight|bias)$')
 _BLOCK_PARTS = {
     'norm0.': 'regional_norm.',
     'norm1.': 'local_norm.',
@@ -32,7 +35,15 @@ _BLOCK_PARTS = {
 
 
 class CheckpointMismatchError(KeyError):
-    """A checkpoint whose keys or shapes do not fit the model."""
+    """A checkpoint whose keys or shapes do not fit the model.
+
+    ``summary`` says it in one line (counts and the first key of each
+    kind); ``str()`` lists every key.
+    """
+
+    def __init__(self, message: str, summary: str) -> None:
+        super().__init__(message)
+        self.summary = summary
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -46,18 +57,28 @@ def extract_state_dict(checkpoint: dict) -> Dict[str, Tensor]:
     return checkpoint
 
 
-def _strip_prefix(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+def _strip_prefix(state_dict: Dict[str, Tensor],
+                  classifier: bool) -> Dict[str, Tensor]:
+    """The keys under the first known prefix found, without it; with
+    ``classifier``, also the final norm and head next to that prefix (the
+    layout of our classifier, whose backbone is under ``backbone.``)."""
     for prefix in _PREFIXES:
         if any(k.startswith(prefix) for k in state_dict):
-            return {
+            out = {
                 k[len(prefix):]: v
                 for k, v in state_dict.items() if k.startswith(prefix)
             }
+            if classifier:
+                out.update((k, v) for k, v in state_dict.items()
+                           if _CLASSIFIER.match(k))
+            return out
     return dict(state_dict)
 
 
-def _rename_official(key: str) -> Optional[str]:
+def _rename_official(key: str, classifier: bool) -> Optional[str]:
     """Our name of an official key, or None for keys we do not keep."""
+    if _CLASSIFIER.match(key):
+        return key if classifier else None
     if key.startswith(('head.', 'norm.')) or '.proj_cls.' in key:
         return None
     m = _BLOCK.match(key)
@@ -82,17 +103,19 @@ def _resize_rel_pos(table: Tensor, window: int) -> Tensor:
 
 def checkpoint_filter_fn(state_dict: Dict[str, Tensor],
                          window_sizes: Optional[Sequence[int]] = None,
-                         patch_size: int = 4) -> Dict[str, Tensor]:
+                         patch_size: int = 4,
+                         classifier: bool = False) -> Dict[str, Tensor]:
     """Map an official (or our own) RegionViT state dict to our names.
 
     Accepts official classification and detectron2 layouts, our own layout
     and checkpoints of whole models (``backbone.`` prefix). Drops the
-    classifier head and final norm. With ``window_sizes`` (one per stage),
-    a checkpoint trained with other windows is converted as the official
-    tool does: bicubic resize of the regional embedding kernel and of each
-    relative-position table.
+    classifier's final norm and head, or with ``classifier`` keeps them
+    (``norm.*``, ``head.*``, next to the backbone's keys). With
+    ``window_sizes`` (one per stage), a checkpoint trained with other
+    windows is converted as the official tool does: bicubic resize of the
+    regional embedding kernel and of each relative-position table.
     """
-    state_dict = _strip_prefix(state_dict)
+    state_dict = _strip_prefix(state_dict, classifier)
     official = any(k.startswith(('layers.', 'cls_token.')) for k in state_dict)
     out = {}
     for key, value in state_dict.items():
@@ -102,13 +125,15 @@ def checkpoint_filter_fn(state_dict: Dict[str, Tensor],
                     not torch.equal(state_dict[cls], value):
                 raise ValueError(f'{cls} differs from {proj}; the official '
                                  'model shares them.')
-            key = _rename_official(key)
+            key = _rename_official(key, classifier)
             if key is None:
                 continue
             if value.dim() == 4 and value.shape[0] == 1 and \
                     value.shape[2:] == (1, 1):
                 value = value.flatten()  # official LayerNorm2d parameters
-        elif key.startswith(('head.', 'norm.')):
+        elif key.startswith(
+            ('head.',
+             'norm.')) and not (classifier and _CLASSIFIER.match(key)):
             continue
         out[key] = value
     if window_sizes is not None:
@@ -142,32 +167,26 @@ def _convert_windows(state_dict: Dict[str, Tensor], window_sizes: list,
             state_dict[key] = _resize_rel_pos(table, window)
 
 
-def load_pretrained(model: torch.nn.Module,
-                    filename: str,
-                    prefix: Optional[str] = None) -> None:
-    """Load a checkpoint file into a :class:`RegionViT`, strictly.
+def fit_state_dict(state_dict: StateDict,
+                   own: StateDict,
+                   source: str,
+                   target: str,
+                   exempt: Sequence[str] = ()) -> StateDict:
+    """``state_dict`` (in our names) checked against a model's ``own``.
 
-    Missing, unexpected or mis-shaped keys raise an error listing them. The
-    tolerated gaps are whole parts the checkpoint's model did not have: the
-    detection norms (kept at their initial values) and the PEG convs (set
-    to zero, which makes each PEG an identity).
+    Missing, unexpected or mis-shaped keys raise an error listing them.
+    The tolerated gaps are whole parts the checkpoint's model did not have:
+    the detection norms (kept at the model's values) and the PEG convs (set
+    to zero, which makes each PEG an identity). Keys in ``exempt`` are left
+    out of the checks (and out of the result if the model lacks them).
     """
-    checkpoint = CheckpointLoader.load_checkpoint(
-        filename, map_location='cpu', logger='current')
-    state_dict = extract_state_dict(checkpoint)
-    if prefix:
-        state_dict = {
-            k[len(prefix):]: v
-            for k, v in state_dict.items() if k.startswith(prefix)
-        }
-    state_dict = checkpoint_filter_fn(state_dict, model.arch['kernel_sizes'],
-                                      model.arch['patch_size'])
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
+    state_dict = dict(state_dict)
+    missing = sorted(set(own) - set(state_dict) - set(exempt))
+    unexpected = sorted(set(state_dict) - set(own) - set(exempt))
     mismatched = sorted(
         f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model '
-        f'{tuple(own[k].shape)}' for k in set(own) & set(state_dict)
+        f'{tuple(own[k].shape)}'
+        for k in set(own) & set(state_dict) - set(exempt)
         if state_dict[k].shape != own[k].shape)
     # Parts a checkpoint may lack as a whole: detection norms (classification
     # weights) and PEG convs (weights of a model trained without PEG).
@@ -180,17 +199,41 @@ def load_pretrained(model: torch.nn.Module,
                 state_dict[k] = own[k] if fill is None else \
                     torch.full_like(own[k], fill)
             print_log(
-                f'{filename} has no {part.strip(".")} weights; they '
+                f'{source} has no {part.strip(".")} weights; they '
                 f'{note}.',
                 logger='current')
             missing = [k for k in missing if k not in absent]
     if missing or unexpected or mismatched:
-        lines = [f'{filename} does not fit RegionViT(arch={model.arch}):']
-        for title, keys in (('missing', missing), ('unexpected', unexpected),
-                            ('shape mismatch', mismatched)):
+        kinds = (('missing', missing), ('unexpected', unexpected),
+                 ('shape mismatch', mismatched))
+        lines = [f'{source} does not fit {target}:']
+        for title, keys in kinds:
             if keys:
                 lines.append(f'  {title} ({len(keys)}): ' + ', '.join(keys))
         lines.append('  Check that the arch matches the checkpoint.')
-        raise CheckpointMismatchError('\n'.join(lines))
+        counts = '; '.join(f'{title} {len(keys)} (first: {keys[0]})'
+                           for title, keys in kinds if keys)
+        raise CheckpointMismatchError(
+            '\n'.join(lines), f'{source} does not fit {target}: {counts}.')
+    return {k: v for k, v in state_dict.items() if k in own}
+
+
+def load_pretrained(model: torch.nn.Module,
+                    filename: str,
+                    prefix: Optional[str] = None) -> None:
+    """Load a checkpoint file into a :class:`RegionViT`, strictly (see
+    ``fit_state_dict``)."""
+    checkpoint = CheckpointLoader.load_checkpoint(
+        filename, map_location='cpu', logger='current')
+    state_dict = extract_state_dict(checkpoint)
+    if prefix:
+        state_dict = {
+            k[len(prefix):]: v
+            for k, v in state_dict.items() if k.startswith(prefix)
+        }
+    state_dict = checkpoint_filter_fn(state_dict, model.arch['kernel_sizes'],
+                                      model.arch['patch_size'])
+    state_dict = fit_state_dict(state_dict, model.state_dict(), filename,
+                                f'RegionViT(arch={model.arch})')
     model.load_state_dict(state_dict)
     print_log(f'Loaded RegionViT weights from {filename}', logger='current')
