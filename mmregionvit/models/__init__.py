@@ -1,4 +1,6 @@
+from . import timm_models  # registers the classifiers with timm
 from .checkpoint import checkpoint_filter_fn, load_pretrained
+from .classifier import RegionViTClassifier
 from .regionvit import RegionViT
 from .variants import VARIANTS, resolve_arch
 
@@ -8,6 +10,6 @@ except ImportError:
     DetectronRetinaHead = None
 
 __all__ = [
-    'DetectronRetinaHead', 'RegionViT', 'VARIANTS', 'checkpoint_filter_fn',
-    'load_pretrained', 'resolve_arch'
+    'DetectronRetinaHead', 'RegionViT', 'RegionViTClassifier', 'VARIANTS',
+    'checkpoint_filter_fn', 'load_pretrained', 'resolve_arch', 'timm_models'
 ]
