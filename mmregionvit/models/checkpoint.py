@@ -37,13 +37,13 @@ _BLOCK_PARTS = {
 class CheckpointMismatchError(KeyError):
     """A checkpoint whose keys or shapes do not fit the model.
 
-    ``summary`` says it in one line (counts and the first key of each
-    kind); ``str()`` lists every key.
+    ``summary`` says it in one line (by default the message's first);
+    ``str()`` is the whole message.
     """
 
-    def __init__(self, message: str, summary: str) -> None:
+    def __init__(self, message: str, summary: Optional[str] = None) -> None:
         super().__init__(message)
-        self.summary = summary
+        self.summary = summary or message.split('\n')[0]
 
     def __str__(self) -> str:
         return str(self.args[0])
