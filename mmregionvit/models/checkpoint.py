@@ -75,10 +75,8 @@ def _strip_prefix(state_dict: Dict[str, Tensor],
     return dict(state_dict)
 
 
-def _rename_official(key: str, classifier: bool) -> Optional[str]:
+def _rename_official(key: str) -> Optional[str]:
     """Our name of an official key, or None for keys we do not keep."""
-    if _CLASSIFIER.match(key):
-        return key if classifier else None
     if key.startswith(('head.', 'norm.')) or '.proj_cls.' in key:
         return None
     m = _BLOCK.match(key)
@@ -119,21 +117,23 @@ def checkpoint_filter_fn(state_dict: Dict[str, Tensor],
     official = any(k.startswith(('layers.', 'cls_token.')) for k in state_dict)
     out = {}
     for key, value in state_dict.items():
+        if _CLASSIFIER.match(key):
+            if classifier:
+                out[key] = value
+            continue
         if official:
             proj, cls = key, key.replace('.proj.', '.proj_cls.', 1)
             if '.block.0.proj.' in key and cls in state_dict and \
                     not torch.equal(state_dict[cls], value):
                 raise ValueError(f'{cls} differs from {proj}; the official '
                                  'model shares them.')
-            key = _rename_official(key, classifier)
+            key = _rename_official(key)
             if key is None:
                 continue
             if value.dim() == 4 and value.shape[0] == 1 and \
                     value.shape[2:] == (1, 1):
                 value = value.flatten()  # official LayerNorm2d parameters
-        elif key.startswith(
-            ('head.',
-             'norm.')) and not (classifier and _CLASSIFIER.match(key)):
+        elif key.startswith(('head.', 'norm.')):
             continue
         out[key] = value
     if window_sizes is not None:
