@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools'))
 import benchmark
 
-from mmregionvit.models import RegionViT
+from mmregionvit.models import RegionViT, RegionViTClassifier
 from mmregionvit.utils.complexity import count_macs
 
 # One thread: on a shared machine two OpenMP threads can wait on each other
@@ -151,6 +152,8 @@ def test_backbone_baseline_from_git(monkeypatch):
     assert ours is RegionViT
     assert baseline.__module__.startswith('mmregionvit_')
     assert baseline is not RegionViT
+    # our timm classifiers stay registered under their names
+    assert type(timm.create_model('regionvit_tiny_224')) is RegionViTClassifier
 
 
 def test_compared_models_get_the_same_weights(monkeypatch):

@@ -242,6 +242,11 @@ def load_baseline(rev: str) -> type:
     (folder / 'mmregionvit').rename(folder / name)
     for path in (folder / name).rglob('*.py'):
         path.write_text(re.sub(r'\bmmregionvit\b', name, path.read_text()))
+    # timm's registry is global and keyed by model name alone: the copy
+    # must not replace our classifiers there.
+    timm_models = folder / name / 'models' / 'timm_models.py'
+    if timm_models.exists():
+        timm_models.write_text("'''Not registered with timm: a baseline.'''\n")
     sys.path.insert(0, str(folder))
     return importlib.import_module(f'{name}.models').RegionViT
 
