@@ -1,13 +1,14 @@
+import importlib.util
+
 from .checkpoint import checkpoint_filter_fn, load_pretrained
 from .regionvit import RegionViT
 from .variants import VARIANTS, resolve_arch
 
-try:  # detection extras, when mmdet is installed
-    from .retina_head import DetectronRetinaHead
-except ImportError:
-    DetectronRetinaHead = None
-
 __all__ = [
-    'DetectronRetinaHead', 'RegionViT', 'VARIANTS', 'checkpoint_filter_fn',
-    'load_pretrained', 'resolve_arch'
+    'RegionViT', 'VARIANTS', 'checkpoint_filter_fn', 'load_pretrained',
+    'resolve_arch'
 ]
+
+if importlib.util.find_spec('mmdet') is not None:  # the detection extras
+    from .retina_head import DetectronRetinaHead  # noqa: F401
+    __all__.append('DetectronRetinaHead')
