@@ -18,19 +18,26 @@ setup(
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
-    python_requires='>=3.10',
+    # the Python that tools/check_env.py accepts (the tested stack)
+    python_requires='>=3.11,<3.12',
     packages=find_packages(include=['mmregionvit', 'mmregionvit.*']),
-    # configs are reachable as 'mmregionvit::detection/...' (mmengine looks
-    # in <package>/.mim/configs)
-    package_data={'mmregionvit': ['.mim/configs/*/*.py']},
-    include_package_data=True,
+    # the configs, as mmregionvit/.mim/configs (a link to configs/ here),
+    # and the index mmengine reads first: an installed package's configs
+    # are reachable as 'mmregionvit::detection/...' (see
+    # mmregionvit/utils/config.py)
+    package_data={
+        'mmregionvit': ['.mim/configs/**/*.py', '.mim/model-index.yml']
+    },
     install_requires=[
-        'torch>=2.1',
-        'numpy>=1.24',
+        # torch.library.custom_op (2.4), weights-only loading by default
+        # (2.6), torch.compiler.is_exporting (2.7)
+        'torch>=2.7',
+        'numpy>=2',  # numpy._core
         'mmengine>=0.10.7,<1.0',
         'mmcv>=2.0.0,<2.2.0',
         'timm>=1.0,<2.0',
-        'setuptools<70',
+        # mmengine imports pkg_resources at run time, gone in setuptools 81
+        'setuptools<81',
     ],
     extras_require={
         'det': ['mmdet>=3.3.0,<3.4', 'pycocotools'],

@@ -210,9 +210,10 @@ def test_latency_stats():
 
 
 def test_resolve_package_config():
+    """``package::path`` is read from the package's ``.mim/configs``."""
     path = benchmark.resolve_config(
-        'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')
-    assert path.is_file()
+        'mmregionvit::detection/maskrcnn_regionvit_s_coco.py')
+    assert path.samefile(MASKRCNN)
 
 
 @pytest.mark.parametrize('argv, message', [

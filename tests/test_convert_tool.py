@@ -1,4 +1,6 @@
 """tools/convert_official.py on official-layout files."""
+import shlex
+
 import pytest
 import torch
 from conftest import load_fixture, official_arch
@@ -9,11 +11,25 @@ from mmregionvit.models import RegionViT
 convert_official = load_tool('convert_official')
 
 
-def test_backbone_conversion_then_pretrained_load(tmp_path):
+def printed_commands(out: str) -> dict:
+    """The command lines the converter suggests, by tool."""
+    return {
+        argv[1]: argv[2:]
+        for argv in map(shlex.split, out.splitlines())
+        if argv[:1] == ['python']
+    }
+
+
+def test_backbone_conversion_then_pretrained_load(tmp_path, capsys):
     fixture = load_fixture('tiny3conv_w7')
     src, dst = tmp_path / 'RegionViT.pth', tmp_path / 'out' / 'converted.pth'
     torch.save({'model': fixture['state_dict']}, src)
     assert convert_official.main([str(src), str(dst)]) == 0
+    (command, ) = printed_commands(capsys.readouterr().out).values()
+    train_args = load_tool('train').parse_args(command)
+    assert train_args.cfg_options == {
+        'model.backbone.init_cfg.checkpoint': str(dst)
+    }
     saved = torch.load(dst, weights_only=True)
     assert saved['meta']['kind'] == 'backbone'
     assert not any(
@@ -53,6 +69,14 @@ def test_detector_conversion_checked_against_config(tmp_path, capsys):
          str(cfg_path)]) == 0
     model = build_detector(mini_detector_cfg('retinanet', fixture))
     model.load_state_dict(torch.load(dst, weights_only=True)['state_dict'])
+    # the printed next steps are command lines the tools accept
+    commands = printed_commands(capsys.readouterr().out)
+    test_args = load_tool('test').parse_args(commands['tools/test.py'])
+    assert (test_args.config, test_args.checkpoint) == (str(cfg_path),
+                                                        str(dst))
+    train_args = load_tool('train').parse_args(commands['tools/train.py'])
+    assert train_args.config == str(cfg_path)
+    assert train_args.cfg_options == {'load_from': str(dst)}
     # a config that does not fit is refused, and nothing is written
     bad = mini_detector_cfg('retinanet', fixture)
     bad.model.bbox_head.num_classes = 80
@@ -60,6 +84,6 @@ def test_detector_conversion_checked_against_config(tmp_path, capsys):
     out = tmp_path / 'never.pth'
     assert convert_official.main(
         [str(src), str(out), '--config',
-         str(cfg_path)]) == 1
+         str(cfg_path)]) == 2
     assert 'shape mismatch' in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob('*.part'))

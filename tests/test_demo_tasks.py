@@ -2,10 +2,12 @@
 test.py and infer.py dispatch to mmseg and mmpose (a few iterations on a
 tiny generated shapes set)."""
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from mmengine.runner import Runner
 from tool_helpers import ROOT, as_cli, load_tool, tiny_shapes
 
@@ -86,6 +88,8 @@ def test_tools_train_test_and_infer(task, tmp_path, monkeypatch):
          str(image), '--out-dir',
          str(out)]) == 0
     assert (out / 'vis' / image.name).is_file()
+    # raw predictions where the tool says (mmseg's own default is pred/)
+    assert any(p.stem == image.stem for p in (out / 'preds').iterdir())
 
 
 def test_short_detection_demo_trains_and_evaluates(tmp_path):
@@ -118,3 +122,37 @@ def test_short_detection_demo_trains_and_evaluates(tmp_path):
         assert 0 <= out['metrics'][key] <= 1
     assert Path(out['checkpoint']).is_file()
     assert Path(out['picture']).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_demo_paths_are_relative_to_the_callers_directory(
+        tmp_path, monkeypatch):
+    """``--data-root`` and ``--work-dir`` given as relative paths land in
+    the current directory, not in the repository."""
+    pytest.importorskip('mmdet')
+    demo = load_tool('demo')
+    # a tiny dataset instead of the default one, 2 iterations
+    monkeypatch.setattr(demo, 'generate', tiny_shapes)
+    monkeypatch.chdir(tmp_path)
+    data, work = 'demo-data-cwd-test', 'demo-work-cwd-test'
+    options = [
+        'train_cfg.max_iters=2', 'param_scheduler.0.end=1',
+        'param_scheduler.1.begin=1', 'param_scheduler.1.end=2'
+    ] + [
+        f'{split}_dataloader.{key}' for split in ('train', 'test')
+        for key in ('num_workers=0', 'persistent_workers=False',
+                    'batch_size=2')
+    ]
+    threads = torch.get_num_threads()  # the demo sets its own
+    try:
+        demo.main([
+            '--data-root', data, '--work-dir', work, '--cfg-options', *options
+        ])
+    finally:
+        torch.set_num_threads(threads)
+        misplaced = [ROOT / n for n in (data, work) if (ROOT / n).exists()]
+        for path in misplaced:
+            shutil.rmtree(path)
+    assert not misplaced
+    assert (tmp_path / data / 'annotations').is_dir()
+    assert (tmp_path / work / 'iter_2.pth').is_file()

@@ -1,4 +1,9 @@
-"""Our scope is reachable from the mmdet, mmseg and mmpose registries."""
+"""Our scope is reachable from the mmdet, mmseg and mmpose registries;
+the detection extras are there exactly when mmdet is."""
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
@@ -29,3 +34,52 @@ def test_own_registry_is_scoped_child_of_mmengine():
     assert MODELS.scope == 'mmregionvit'
     assert MODELS.parent is ROOT
     assert MODELS.get('RegionViT') is RegionViT
+
+
+def _import_in_subprocess(prelude: str) -> subprocess.CompletedProcess:
+    """``import mmregionvit.models`` in a fresh interpreter after
+    ``prelude``; prints whether the detection extras are there."""
+    code = prelude + textwrap.dedent("""
+        import mmregionvit.models as models
+        print('DetectronRetinaHead' in models.__all__,
+              hasattr(models, 'DetectronRetinaHead'))
+        """)
+    return subprocess.run([sys.executable, '-c', code],
+                          capture_output=True,
+                          text=True)
+
+
+def test_detection_extras_only_with_mmdet():
+    pytest.importorskip('mmdet')
+    out = _import_in_subprocess('')
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ['True', 'True']
+    # mmdet absent: no head, no error
+    out = _import_in_subprocess(
+        textwrap.dedent("""
+        import importlib.util
+        find_spec = importlib.util.find_spec
+        importlib.util.find_spec = \\
+            lambda name, *a: None if name == 'mmdet' else find_spec(name, *a)
+        """))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ['False', 'False']
+
+
+def test_a_broken_mmdet_is_not_hidden():
+    """With mmdet installed, an error importing the detection head surfaces
+    instead of leaving the head silently missing."""
+    pytest.importorskip('mmdet')
+    out = _import_in_subprocess(
+        textwrap.dedent("""
+        import sys
+
+        class Broken:
+            def find_spec(self, name, path=None, target=None):
+                if name == 'mmdet.models.dense_heads':
+                    raise ImportError('mmdet.models.dense_heads is broken')
+
+        sys.meta_path.insert(0, Broken())
+        """))
+    assert out.returncode != 0
+    assert 'ImportError: mmdet.models.dense_heads is broken' in out.stderr

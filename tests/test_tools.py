@@ -215,6 +215,7 @@ def test_inference_apis_and_infer_tool(trained, tmp_path):
         str(tmp_path / 'out')
     ]) == 0
     assert (tmp_path / 'out' / 'vis' / image.name).is_file()
+    assert (tmp_path / 'out' / 'preds' / f'{image.stem}.json').is_file()
 
 
 @pytest.mark.parametrize('config', [
@@ -232,3 +233,32 @@ def test_get_flops(config, capsys):
     r = tool.complexity(load_config(str(ROOT / config)), (64, 96))
     assert r['gflops'] > r['backbone_gflops'] > 0
     assert r['params'] > r['backbone_params'] > 0
+
+
+def test_model_checks_before_any_work(tmp_path, capsys):
+    """infer.py, get_flops.py and benchmark.py (model mode) run the model
+    pre-flight checks of train.py and test.py (not the dataset ones)."""
+    wrong = 'model.neck.in_channels=[1, 2, 3, 4] does not match the backbone'
+    assert load_tool('get_flops').main(
+        [DEMO_DET, '--cfg-options', 'model.neck.in_channels=[1,2,3,4]']) == 2
+    assert wrong in capsys.readouterr().err
+    config = tmp_path / 'wrong_neck.py'
+    config.write_text(f'_base_ = {DEMO_DET!r}\n'
+                      'model = dict(neck=dict(in_channels=[1, 2, 3, 4]))\n')
+    weights = tmp_path / 'weights.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)}}, weights)
+    image = tmp_path / 'image.png'
+    import cv2
+    import numpy as np
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / 'out'
+    assert load_tool('infer').main(
+        [str(config),
+         str(weights),
+         str(image), '--out-dir',
+         str(out)]) == 2
+    assert wrong in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit) as exc:
+        load_tool('benchmark').main(
+            ['model', str(config), '--repeat', '1', '--warmup', '1'])
+    assert exc.value.code == 2 and wrong in capsys.readouterr().err

@@ -53,6 +53,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmregionvit.models import VARIANTS, RegionViT
 from mmregionvit.utils.complexity import TensorMode, count_macs
+from mmregionvit.utils.preflight import PreflightError, check_channels
 
 MB = 2**20
 
@@ -434,6 +435,13 @@ def _synthetic_batch(cfg: Config, scope: str, args: argparse.Namespace,
                      f'got default_scope={scope!r}')
 
 
+def load_model_config(path: Path, cfg_options: Optional[dict]) -> Config:
+    cfg = Config.fromfile(str(path))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
 def model_workload(path: Path,
                    args: argparse.Namespace,
                    device: torch.device,
@@ -445,9 +453,7 @@ def model_workload(path: Path,
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS, init_default_scope
 
-    cfg = Config.fromfile(str(path))
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_model_config(path, args.cfg_options)
     if args.with_cp:
         cfg.model.backbone.with_cp = True
     if not fused:
@@ -727,7 +733,9 @@ def validate(parser: argparse.ArgumentParser,
                      'CONFIG_B')
     try:
         paths = [resolve_config(c) for c in args.compare or [args.config]]
-    except FileNotFoundError as e:
+        for path in paths:  # the model checks train.py and test.py run
+            check_channels(load_model_config(path, args.cfg_options).model)
+    except (FileNotFoundError, PreflightError) as e:
         parser.error(str(e))
     return torch.device(args.device), paths
 

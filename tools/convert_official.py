@@ -12,20 +12,23 @@
 
 The output is an mmengine checkpoint: use a backbone file as the
 backbone's ``init_cfg`` checkpoint, a detector file with ``tools/test.py``
-or ``--load-from``.
+or to start training from (``tools/train.py CONFIG --cfg-options
+load_from=FILE``).
 """
 import argparse
 import os
 import os.path as osp
+import shlex
 import sys
 import tempfile
+from typing import List, Optional
 
 import torch
 
-from mmregionvit.models.checkpoint import (checkpoint_filter_fn,
-                                           extract_state_dict)
+from mmregionvit.models.checkpoint import checkpoint_filter_fn, read_state_dict
 from mmregionvit.models.detectron2_checkpoint import (check_against_model,
                                                       convert_detectron2)
+from mmregionvit.utils.checkpoint_safety import CheckpointFileError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,8 +56,7 @@ def is_detector(state_dict: dict) -> bool:
 
 def convert(src: str, window_size=None, config=None) -> dict:
     """The converted mmengine checkpoint of an official file."""
-    checkpoint = torch.load(src, map_location='cpu', weights_only=True)
-    state_dict = extract_state_dict(checkpoint)
+    state_dict = read_state_dict(src)
     if is_detector(state_dict):
         if window_size:
             raise ValueError('--window-size applies to backbone weights only;'
@@ -87,16 +89,33 @@ def convert(src: str, window_size=None, config=None) -> dict:
             window_size=window_size))
 
 
+def next_steps(kind: str, dst: str, config: Optional[str]) -> List[str]:
+    """Command lines that use the converted file."""
+    dst, config = shlex.quote(dst), shlex.quote(config or 'CONFIG')
+    if kind == 'backbone':
+        return [
+            f'python tools/train.py {config} --cfg-options '
+            f'model.backbone.init_cfg.checkpoint={dst}'
+        ]
+    return [
+        f'python tools/test.py {config} {dst}',
+        f'python tools/train.py {config} --cfg-options load_from={dst}'
+    ]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not osp.isfile(args.src):
         print(f'error: {args.src} does not exist', file=sys.stderr)
-        return 1
+        return 2
     try:
         checkpoint = convert(args.src, args.window_size, args.config)
+    except CheckpointFileError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     except (KeyError, ValueError) as e:
         print(f'error: cannot convert {args.src}: {e}', file=sys.stderr)
-        return 1
+        return 2
     out_dir = osp.dirname(osp.abspath(args.dst))
     os.makedirs(out_dir, exist_ok=True)
     # write next to the target and rename: no half-written file on failure
@@ -108,8 +127,11 @@ def main(argv=None) -> int:
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
-    print(f'{checkpoint["meta"]["kind"]}: {len(checkpoint["state_dict"])} '
-          f'tensors written to {args.dst}')
+    kind = checkpoint['meta']['kind']
+    print(f'{kind}: {len(checkpoint["state_dict"])} tensors written to '
+          f'{args.dst}\nuse it with:')
+    for command in next_steps(kind, args.dst, args.config):
+        print(f'  {command}')
     return 0
 
 

@@ -7,10 +7,10 @@
 Generates the synthetic shapes dataset if needed (data/shapes), trains the
 task's demo config, evaluates on the val split
 with the upstream metric, draws predictions on val images, and prints the
-metrics and where everything was written.
+metrics and where everything was written. Relative paths (the data, the
+work dir) are relative to the current directory, as in the other tools.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 import time
@@ -196,7 +196,6 @@ def run(task_name: str = 'det',
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.chdir(ROOT)
     torch.set_num_threads(args.threads)
     task = TASKS[args.task]
     start = time.time()

@@ -18,6 +18,7 @@ from mmengine.registry import MODELS, init_default_scope
 import mmregionvit  # noqa: F401
 from mmregionvit.utils.complexity import TensorMode, count_macs
 from mmregionvit.utils.config import load_config
+from mmregionvit.utils.preflight import PreflightError, check_channels
 
 SAMPLES = {
     'mmdet': ('mmdet.structures', 'DetDataSample'),
@@ -72,7 +73,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, args.cfg_options)
-    except (FileNotFoundError, ImportError, ValueError) as e:
+        check_channels(cfg.model)
+    except (FileNotFoundError, ImportError, ValueError, PreflightError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     shape = args.shape or {

@@ -5,14 +5,24 @@
 
 Detection configs draw boxes and masks, segmentation configs the label
 map, keypoint configs the skeletons (whole image as the person box). The
-pictures go to OUT_DIR/vis/, raw predictions to OUT_DIR/preds/.
+pictures go to OUT_DIR/vis/, raw predictions to OUT_DIR/preds/. A folder
+stands for its image files (by suffix, not recursive).
 """
 import argparse
+import os
 import os.path as osp
 import sys
+from typing import List
+
+import cv2
 
 import mmregionvit  # noqa: F401
+from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import load_config
+from mmregionvit.utils.preflight import PreflightError, check_channels
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
+                  '.tiff', '.webp')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -28,6 +38,32 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='detection score threshold for drawing')
     parser.add_argument('--device', default='cpu')
     return parser.parse_args(argv)
+
+
+def image_files(inputs: List[str]) -> List[str]:
+    """The images to run on: files as given, each folder's image files.
+
+    Raises ``ValueError`` naming a file that cannot be decoded as an image
+    or a folder without images.
+    """
+    files = []
+    for path in inputs:
+        if osp.isdir(path):
+            found = sorted(
+                osp.join(path, name) for name in os.listdir(path)
+                if name.lower().endswith(IMAGE_SUFFIXES)
+                and osp.isfile(osp.join(path, name)))
+            if not found:
+                raise ValueError(f'folder {path} holds no image files '
+                                 f'({", ".join(IMAGE_SUFFIXES)})')
+            files += found
+        else:
+            files.append(path)
+    for path in files:
+        if cv2.imread(path, cv2.IMREAD_COLOR) is None:
+            raise ValueError(f'{path} cannot be read as an image; give image '
+                             'files or folders of them')
+    return files
 
 
 def build_inferencer(cfg, checkpoint: str, device: str):
@@ -56,12 +92,14 @@ def main(argv=None) -> int:
         if missing:
             raise FileNotFoundError(f'not found: {", ".join(missing)}')
         cfg = load_config(args.config)
-    except (FileNotFoundError, ImportError, ValueError) as e:
+        check_channels(cfg.model)
+        read_state_dict(args.checkpoint, mmap=True)  # holds weights at all
+        inputs = image_files(args.inputs)
+    except (FileNotFoundError, ImportError, ValueError, PreflightError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     cfg.model.backbone.init_cfg = None  # weights come from the checkpoint
     inferencer = build_inferencer(cfg, args.checkpoint, args.device)
-    inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs
     if cfg.default_scope == 'mmdet':
         inferencer(
             inputs,
@@ -69,7 +107,7 @@ def main(argv=None) -> int:
             no_save_pred=False,
             pred_score_thr=args.score_thr)
     elif cfg.default_scope == 'mmseg':
-        inferencer(inputs, out_dir=args.out_dir)
+        inferencer(inputs, out_dir=args.out_dir, pred_out_dir='preds')
     else:
         for _ in inferencer(
                 inputs,

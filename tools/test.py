@@ -14,6 +14,7 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
+from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import load_config
 from mmregionvit.utils.preflight import PreflightError, check_config
 
@@ -92,6 +93,7 @@ def main(argv=None) -> int:
         if not osp.isfile(args.checkpoint):
             raise FileNotFoundError(f'checkpoint {args.checkpoint} does not '
                                     'exist.')
+        read_state_dict(args.checkpoint, mmap=True)  # holds weights at all
         check_config(cfg, phases=['test'])
         if args.format_only:
             format_only(cfg, args.format_only)

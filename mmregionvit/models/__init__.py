@@ -1,15 +1,16 @@
+import importlib.util
+
 from . import timm_models  # registers the classifiers with timm
 from .checkpoint import checkpoint_filter_fn, load_pretrained
 from .classifier import RegionViTClassifier
 from .regionvit import RegionViT
 from .variants import VARIANTS, resolve_arch
 
-try:  # detection extras, when mmdet is installed
-    from .retina_head import DetectronRetinaHead
-except ImportError:
-    DetectronRetinaHead = None
-
 __all__ = [
-    'DetectronRetinaHead', 'RegionViT', 'RegionViTClassifier', 'VARIANTS',
-    'checkpoint_filter_fn', 'load_pretrained', 'resolve_arch', 'timm_models'
+    'RegionViT', 'RegionViTClassifier', 'VARIANTS', 'checkpoint_filter_fn',
+    'load_pretrained', 'resolve_arch', 'timm_models'
 ]
+
+if importlib.util.find_spec('mmdet') is not None:  # the detection extras
+    from .retina_head import DetectronRetinaHead  # noqa: F401
+    __all__.append('DetectronRetinaHead')

@@ -14,6 +14,8 @@ from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor
 
+from ..utils.checkpoint_safety import CheckpointFileError, load_checkpoint_file
+
 StateDict = Dict[str, Tensor]
 # Prefixes under which a backbone's weights are found in known files.
 _PREFIXES = ('backbone.bottom_up.model.', 'module.', 'backbone.')
@@ -49,12 +51,29 @@ class CheckpointMismatchError(KeyError):
         return str(self.args[0])
 
 
-def extract_state_dict(checkpoint: dict) -> Dict[str, Tensor]:
-    """The state dict inside a loaded checkpoint file, whatever its wrapper."""
+def extract_state_dict(checkpoint: dict,
+                       filename: str = 'the checkpoint') -> Dict[str, Tensor]:
+    """The state dict inside a loaded checkpoint file, whatever its wrapper;
+    ``filename`` names the file when it holds none."""
+    state_dict = checkpoint
     for key in ('state_dict', 'model'):
         if isinstance(checkpoint.get(key), dict):
-            return checkpoint[key]
-    return checkpoint
+            state_dict = checkpoint[key]
+            break
+    for key, value in state_dict.items():
+        if not isinstance(value, Tensor):
+            raise CheckpointFileError(
+                f'{filename} holds no state dict of weights ({key!r} is a '
+                f'{type(value).__name__}, not a tensor)')
+    return state_dict
+
+
+def read_state_dict(filename: str, mmap: bool = False) -> Dict[str, Tensor]:
+    """The state dict in a local checkpoint file; ``CheckpointFileError``
+    (one line naming the file) when it holds none. ``mmap``: map the
+    tensors instead of reading them."""
+    return extract_state_dict(
+        load_checkpoint_file(filename, mmap=mmap), filename)
 
 
 def _strip_prefix(state_dict: Dict[str, Tensor],
@@ -222,10 +241,12 @@ def load_pretrained(model: torch.nn.Module,
                     filename: str,
                     prefix: Optional[str] = None) -> None:
     """Load a checkpoint file into a :class:`RegionViT`, strictly (see
-    ``fit_state_dict``)."""
-    checkpoint = CheckpointLoader.load_checkpoint(
-        filename, map_location='cpu', logger='current')
-    state_dict = extract_state_dict(checkpoint)
+    ``fit_state_dict``); a file that is not a checkpoint raises
+    ``CheckpointFileError``."""
+    checkpoint = load_checkpoint_file(
+        filename, lambda: CheckpointLoader.load_checkpoint(
+            filename, map_location='cpu', logger='current'))
+    state_dict = extract_state_dict(checkpoint, filename)
     if prefix:
         state_dict = {
             k[len(prefix):]: v

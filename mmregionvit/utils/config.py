@@ -9,6 +9,19 @@ from mmengine.config import Config
 LIBRARIES = {'mmdet': 'mmdet', 'mmseg': 'mmsegmentation', 'mmpose': 'mmpose'}
 
 
+def register_config_package() -> None:
+    """Let configs inherit ours as ``_base_ = 'mmregionvit::detection/...'``.
+
+    mmengine resolves ``package::path`` in an installed package's
+    ``.mim/configs`` (``setup.py`` ships ours there), for the packages it
+    lists; this lists ``mmregionvit``. It takes effect once mmregionvit is
+    imported (the tools import it first), and only for an installed package:
+    an editable install leaves mmengine looking in site-packages.
+    """
+    from mmengine.config.utils import MODULE2PACKAGE
+    MODULE2PACKAGE.setdefault('mmregionvit', 'mmregionvit')
+
+
 def load_config(path: str,
                 cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None,
