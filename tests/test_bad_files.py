@@ -1,6 +1,7 @@
 """Files that are not what a user said they are: each stops with one line
 that names the file and what is wrong, and never advises
 ``weights_only=False``."""
+import argparse
 import pickle
 from pathlib import Path
 
@@ -103,6 +104,19 @@ def test_loader_names_objects_a_weights_only_load_refuses(tmp_path):
         str(e.value), path,
         f'it holds pickled {__name__}.Pickled objects, not only weights')
     assert 'state_dict()' in str(e.value)
+
+
+def test_official_training_checkpoints_load_with_their_arguments(tmp_path):
+    """The official training script saves its argparse arguments beside
+    the weights; a weights-only load takes them."""
+    path = tmp_path / 'official.pth'
+    torch.save({
+        'model': {'w': torch.ones(2)},
+        'args': argparse.Namespace(model='regionvit_small_224', lr=1e-3)
+    }, path)
+    loaded = load_checkpoint_file(str(path))
+    assert loaded['args'].model == 'regionvit_small_224'
+    assert torch.equal(read_state_dict(str(path))['w'], torch.ones(2))
 
 
 def test_mmap_check_reads_torch_files_of_both_formats(tmp_path):

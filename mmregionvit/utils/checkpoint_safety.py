@@ -10,6 +10,7 @@ writes.
 ``load_checkpoint_file``: where the package and its tools read a
 checkpoint; a file that is not one fails with one line naming it.
 """
+import argparse
 import os.path as osp
 import pickle
 import re
@@ -37,7 +38,8 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
 
 
 def allow_mmengine_checkpoints() -> None:
-    """Add what mmengine's runner writes to torch's weights-only allow-list."""
+    """Add what mmengine's runner and the official training script write to
+    torch's weights-only allow-list."""
     from mmengine.logging.history_buffer import HistoryBuffer
 
     # numeric dtypes of the logged arrays and scalars (numpy >= 2 pickles a
@@ -46,8 +48,10 @@ def allow_mmengine_checkpoints() -> None:
         type(np.dtype(c))
         for c in np.typecodes['AllFloat'] + np.typecodes['AllInteger'] + '?'
     ]
+    # argparse.Namespace: the official training script saves its arguments
+    # beside the weights ('args')
     torch.serialization.add_safe_globals([
-        HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
+        argparse.Namespace, HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
         np.ndarray, np.dtype, np._core.multiarray._reconstruct,
         np._core.multiarray.scalar, *dtypes
     ])
