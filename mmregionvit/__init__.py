@@ -4,6 +4,7 @@ from .version import __version__
 
 allow_mmengine_checkpoints()
 
+from . import datasets  # noqa: E402,F401
 from .engine import AmpOptimWrapper  # noqa: E402
 from .models import RegionViT  # noqa: E402
 

@@ -3,11 +3,12 @@ from .regionvit import RegionViT
 from .variants import VARIANTS, resolve_arch
 
 try:  # detection extras, when mmdet is installed
+    from .max_iou_assigner import DetectronMaxIoUAssigner
     from .retina_head import DetectronRetinaHead
 except ImportError:
-    DetectronRetinaHead = None
+    DetectronMaxIoUAssigner = DetectronRetinaHead = None
 
 __all__ = [
-    'DetectronRetinaHead', 'RegionViT', 'VARIANTS', 'checkpoint_filter_fn',
-    'load_pretrained', 'resolve_arch'
+    'DetectronMaxIoUAssigner', 'DetectronRetinaHead', 'RegionViT', 'VARIANTS',
+    'checkpoint_filter_fn', 'load_pretrained', 'resolve_arch'
 ]
