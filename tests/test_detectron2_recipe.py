@@ -333,8 +333,12 @@ def test_fpn_and_box_head_start_from_c2_xavier_fill(name):
     model = load(name).model
     neck = MODELS.build(model.neck)
     neck.init_weights()
-    layers = [neck.lateral_convs[0].conv, neck.fpn_convs[-1].conv]
-    if name.startswith('maskrcnn'):
+    # layers whose fan-in and fan-out differ (else Xavier is the same):
+    # the lateral conv of the last stage, and RetinaNet's P6 conv on it
+    layers = [neck.lateral_convs[-1].conv]
+    if name.startswith('retinanet'):
+        layers.append(neck.fpn_convs[-2].conv)
+    else:
         bbox_head = MODELS.build(model.roi_head.bbox_head)
         bbox_head.init_weights()
         layers.append(bbox_head.shared_fcs[0])
