@@ -6,6 +6,7 @@ from .version import __version__
 allow_mmengine_checkpoints()
 register_config_package()
 
+from . import datasets  # noqa: E402,F401
 from .engine import AmpOptimWrapper  # noqa: E402
 from .models import RegionViT  # noqa: E402
 

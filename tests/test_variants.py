@@ -41,8 +41,8 @@ def test_config_loads_its_variant_weights(path):
     ImageNet weights."""
     backbone = Config.fromfile(path).model.backbone
     abbrev = re.search(
-        r'regionvit(?:-fuse)?_([a-z0-9-]+)_(?:ms-3x_)?(?:coco|ade20k)',
-        path.name).group(1)
+        r'regionvit(?:-fuse)?_([a-z0-9-]+)_(?:large_)?(?:ms-3x_)?'
+        r'(?:coco|ade20k)', path.name).group(1)
     [name] = [n for n, v in VARIANTS.items() if v.abbrev == abbrev]
     assert backbone.arch == name
     assert backbone.init_cfg.checkpoint == VARIANTS[name].url

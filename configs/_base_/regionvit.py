@@ -3,6 +3,7 @@
 # variables, e.g.
 #   model = dict(backbone=dict(_base_.regionvit_backbone, _delete_=True))
 #   optim_wrapper = dict(paramwise_cfg=_base_.regionvit_paramwise_cfg)
+# (the detectors: _base_.regionvit_detectron2_paramwise_cfg).
 custom_imports = dict(imports=['mmregionvit'], allow_failed_imports=False)
 
 # The ImageNet weights of the official release (RegionViT-{Ti,S,M,B}.pth).
@@ -20,6 +21,30 @@ regionvit_backbone = dict(
     init_cfg=dict(
         type='Pretrained', checkpoint=regionvit_release + 'RegionViT-S.pth'))
 
-# No weight decay on norms and relative-position tables.
+# Segmentation and pose: no weight decay on norms and relative-position
+# tables.
 regionvit_paramwise_cfg = dict(
     norm_decay_mult=0.0, custom_keys={'.rel_pos': dict(decay_mult=0.0)})
+
+# The official detectors' weight decay, for a base decay of 0.05 (AdamW):
+# main_detection.py builds the optimizer from detectron2's
+# get_default_optimizer_params(weight_decay_norm=SOLVER.WEIGHT_DECAY_NORM,
+# weight_decay_bias=SOLVER.WEIGHT_DECAY_BIAS), here in our names:
+# - WEIGHT_DECAY_NORM 0.0 for the parameters of torch normalisation modules.
+#   Officially those are only the blocks' nn.LayerNorms; the official
+#   LayerNorm2d (patch embedding, downsampling, the per-stage detection
+#   norms, our out_norm) is a plain nn.Module, so it decays like a conv.
+# - Official quirk: every parameter named `bias`, norms' included (that
+#   override comes last), decays with 1e-4 (0.002 x 0.05). The official
+#   detectron2 fork sets the default WEIGHT_DECAY_BIAS = WEIGHT_DECAY while
+#   that is still detectron2's 1e-4, and the official yaml files change only
+#   WEIGHT_DECAY.
+# - Everything else, the relative-position tables included, decays with
+#   the base 0.05.
+regionvit_detectron2_paramwise_cfg = dict(
+    custom_keys={
+        '.bias': dict(decay_mult=0.002),
+        '.regional_norm.weight': dict(decay_mult=0.0),
+        '.local_norm.weight': dict(decay_mult=0.0),
+        '.mlp_norm.weight': dict(decay_mult=0.0),
+    })

@@ -1,6 +1,9 @@
 # RetinaNet with FPN (P3-P7, P6 from C5), RegionViT-S backbone, 1x schedule:
-# the official recipe (fixed 672x1120 resize, AdamW 1e-4, weight decay 0.05,
-# batch 16, 12 epochs, drop path 0.2, detection norms on).
+# the official recipe (detection/configs/retinanet_regionvit_FPN_1x.yaml on
+# detectron2's defaults, as the official detectron2 fork and
+# main_detection.py train it): 672x1120 inputs, AdamW 1e-4, detectron2's
+# weight decay groups, batch 16, 90k iterations, drop path 0.2, detection
+# norms on.
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
     'mmdet::_base_/datasets/coco_detection.py',
@@ -18,33 +21,59 @@ model = dict(
         bgr_to_rgb=True),
     backbone=dict(
         _base_.regionvit_backbone, _delete_=True, drop_path_rate=0.2),
-    # detectron2's P7 is computed from ReLU(P6)
-    neck=dict(in_channels=[96, 192, 384, 768], relu_before_extra_convs=True),
+    # detectron2's P7 is computed from ReLU(P6); its FPN, P6 and P7 convs
+    # start from c2_xavier_fill
+    neck=dict(
+        in_channels=[96, 192, 384, 768],
+        relu_before_extra_convs=True,
+        init_cfg=dict(type='Caffe2Xavier', layer='Conv2d')),
     # detectron2 runs NMS on unclipped boxes and clips afterwards, keeping
     # boxes of any size
     bbox_head=dict(
         type='mmregionvit.DetectronRetinaHead',
         bbox_coder=dict(clip_border=False)),
+    # detectron2's RetinaNet matcher: IoU below 0.4 negative, from 0.5
+    # positive, and each ground truth's best anchors positive however low
+    # their IoU
+    train_cfg=dict(
+        assigner=dict(
+            _delete_=True,
+            type='mmregionvit.DetectronMaxIoUAssigner',
+            pos_iou_thr=0.5,
+            neg_iou_thr=0.4,
+            allow_low_quality_matches=True)),
     test_cfg=dict(min_bbox_size=-1))
 
+# The official AUG_MODE "FIXED", in training and testing: every image is
+# resized to 672x1120 (portrait ones to 1120x672) without keeping its
+# aspect ratio, by PIL's bilinear resize as in detectron2.
 img_scale = (1120, 672)
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(
+        type='mmregionvit.FixedOrientedResize',
+        scale=img_scale,
+        backend='pillow'),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(
+        type='mmregionvit.FixedOrientedResize',
+        scale=img_scale,
+        backend='pillow'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor')),
 ]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+# detectron2's training sampler is an endless shuffled stream
+train_dataloader = dict(
+    sampler=dict(type='InfiniteSampler'),
+    dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
@@ -55,18 +84,32 @@ optim_wrapper = dict(
         lr=1e-4,
         betas=(0.9, 0.999),
         weight_decay=0.05),
-    # no weight decay on norms and relative-position tables
-    paramwise_cfg=_base_.regionvit_paramwise_cfg)
+    paramwise_cfg=_base_.regionvit_detectron2_paramwise_cfg)
+
+# detectron2 counts iterations of a batch of 16 (SOLVER.IMS_PER_BATCH; here
+# 2 images on each of 8 GPUs): 1x is 90k iterations (SOLVER.MAX_ITER), the
+# LR divided by 10 at 60k and 80k (SOLVER.STEPS) after a linear warmup from
+# 0.001x that reaches 1x at iteration 1000 (WARMUP_ITERS; mmengine's
+# LinearLR reaches its end factor at end - 1). The official runs evaluate
+# once, at the end (TEST.EVAL_PERIOD 0), and save every 5000 iterations.
+max_iters = 90000
+train_cfg = dict(
+    _delete_=True,
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=max_iters)
 param_scheduler = [
     dict(
         type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-        end=1000),
+        end=1001),
     dict(
         type='MultiStepLR',
+        by_epoch=False,
         begin=0,
-        end=12,
-        by_epoch=True,
-        milestones=[8, 11],
+        end=max_iters,
+        milestones=[60000, 80000],
         gamma=0.1),
 ]
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval=5000))
+log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(base_batch_size=16)

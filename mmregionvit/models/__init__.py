@@ -12,5 +12,6 @@ __all__ = [
 ]
 
 if importlib.util.find_spec('mmdet') is not None:  # the detection extras
+    from .max_iou_assigner import DetectronMaxIoUAssigner  # noqa: F401
     from .retina_head import DetectronRetinaHead  # noqa: F401
-    __all__.append('DetectronRetinaHead')
+    __all__ += ['DetectronMaxIoUAssigner', 'DetectronRetinaHead']

@@ -1,0 +1,7 @@
+import importlib.util
+
+__all__ = []
+
+if importlib.util.find_spec('mmdet') is not None:  # the detection transforms
+    from .transforms import BoxesFromMasks, FixedOrientedResize  # noqa: F401
+    __all__ += ['BoxesFromMasks', 'FixedOrientedResize']
