@@ -6,12 +6,18 @@ configs reach our modules as ``type='mmregionvit.<Name>'`` once
 """
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
 
 MODELS = Registry(
     'model',
     parent=MMENGINE_MODELS,
+    scope='mmregionvit',
+    locations=['mmregionvit.models'])
+TASK_UTILS = Registry(
+    'task util',
+    parent=MMENGINE_TASK_UTILS,
     scope='mmregionvit',
     locations=['mmregionvit.models'])
 OPTIM_WRAPPERS = Registry(

@@ -19,6 +19,25 @@ model = dict(
     backbone=dict(
         _base_.regionvit_backbone, _delete_=True, drop_path_rate=0.2),
     neck=dict(in_channels=[96, 192, 384, 768]),
+    # detectron2's inference (mmregionvit/models/rpn_head.py, roi_heads.py,
+    # detectron_boxes.py): its box deltas (dw, dh clamped from above only),
+    # its NMS, RPN proposals ranked by objectness logit, its RoI-to-level
+    # assignment, and final boxes scaled and clipped to the output image
+    # with the empty ones dropped (masks pasted on the final boxes)
+    rpn_head=dict(
+        type='mmregionvit.DetectronRPNHead',
+        bbox_coder=dict(
+            _delete_=True, type='mmregionvit.DetectronDeltaXYWHBBoxCoder')),
+    roi_head=dict(
+        bbox_roi_extractor=dict(type='mmregionvit.DetectronRoIExtractor'),
+        bbox_head=dict(
+            type='mmregionvit.DetectronBBoxHead',
+            bbox_coder=dict(
+                _delete_=True,
+                type='mmregionvit.DetectronDeltaXYWHBBoxCoder',
+                weights=(10.0, 10.0, 5.0, 5.0))),
+        mask_roi_extractor=dict(type='mmregionvit.DetectronRoIExtractor'),
+        mask_head=dict(type='mmregionvit.DetectronMaskHead')),
     # detectron2's ROI matcher allows no low-quality matches
     train_cfg=dict(rcnn=dict(assigner=dict(match_low_quality=False))))
 

@@ -20,11 +20,17 @@ model = dict(
         _base_.regionvit_backbone, _delete_=True, drop_path_rate=0.2),
     # detectron2's P7 is computed from ReLU(P6)
     neck=dict(in_channels=[96, 192, 384, 768], relu_before_extra_convs=True),
-    # detectron2 runs NMS on unclipped boxes and clips afterwards, keeping
-    # boxes of any size
+    # detectron2's inference (mmregionvit/models/retina_head.py,
+    # detectron_boxes.py): its box deltas (dw, dh clamped from above only),
+    # its NMS on unclipped boxes at the input scale, then final boxes
+    # scaled and clipped to the output image with the empty ones dropped;
+    # no small boxes are removed
     bbox_head=dict(
         type='mmregionvit.DetectronRetinaHead',
-        bbox_coder=dict(clip_border=False)),
+        bbox_coder=dict(
+            _delete_=True,
+            type='mmregionvit.DetectronDeltaXYWHBBoxCoder',
+            clip_border=False)),
     test_cfg=dict(min_bbox_size=-1))
 
 img_scale = (1120, 672)

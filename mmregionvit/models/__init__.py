@@ -3,11 +3,19 @@ from .regionvit import RegionViT
 from .variants import VARIANTS, resolve_arch
 
 try:  # detection extras, when mmdet is installed
+    from .detectron_boxes import DetectronDeltaXYWHBBoxCoder
     from .retina_head import DetectronRetinaHead
+    from .roi_heads import (DetectronBBoxHead, DetectronMaskHead,
+                            DetectronRoIExtractor)
+    from .rpn_head import DetectronRPNHead
 except ImportError:
-    DetectronRetinaHead = None
+    DetectronDeltaXYWHBBoxCoder = DetectronRetinaHead = None
+    DetectronBBoxHead = DetectronMaskHead = DetectronRoIExtractor = None
+    DetectronRPNHead = None
 
 __all__ = [
-    'DetectronRetinaHead', 'RegionViT', 'VARIANTS', 'checkpoint_filter_fn',
-    'load_pretrained', 'resolve_arch'
+    'DetectronBBoxHead', 'DetectronDeltaXYWHBBoxCoder', 'DetectronMaskHead',
+    'DetectronRPNHead', 'DetectronRetinaHead', 'DetectronRoIExtractor',
+    'RegionViT', 'VARIANTS', 'checkpoint_filter_fn', 'load_pretrained',
+    'resolve_arch'
 ]
