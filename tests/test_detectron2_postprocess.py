@@ -224,10 +224,10 @@ def test_rpn_nms_is_detectron2s():
     head, cfg = rpn_head()
     boxes, scores, _ = nms_case(0.7)
     logits = torch.logit(scores)
-    # NMS per level: 1000 boxes on level 0, one on each of levels 1-6, the
+    # NMS per level: 1000 boxes on level 0, two on each of levels 1-6, the
     # pair on level 7
     levels = [(boxes[2:1002], logits[2:1002])]
-    levels += [(boxes[i:i + 1], logits[i:i + 1]) for i in range(1002, 1008)]
+    levels += [(boxes[i:i + 2], logits[i:i + 2]) for i in range(1002, 1014, 2)]
     levels.append((boxes[:2], logits[:2]))
     res = rpn_proposals(head, cfg, levels)
     assert len(res) == 1000  # max_per_img
