@@ -113,22 +113,17 @@ def test_end_to_end_detections(converted):
 @pytest.mark.parametrize('name', FIXTURES)
 def test_converted_checkpoint_through_mmdet_api(name, tmp_path):
     """tools/convert_official.py --config, then mmdet's init_detector and
-    inference_detector on the image file (a test pipeline that keeps its
-    size)."""
+    inference_detector on the image file."""
     import cv2
     from mmdet.apis import inference_detector, init_detector
     kind, fixture = kind_of(name), load_fixture(name)
     image = fixture['image_rgb']
     h, w = image.shape[1:]
     cfg = mini_detector_cfg(kind, fixture)
-    cfg.test_dataloader.dataset.pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='Resize', scale=(w, h), keep_ratio=True),
-        dict(
-            type='PackDetInputs',
-            meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                       'scale_factor')),
-    ]
+    # the config's test pipeline, resizing to the image's own size
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    resize = next(t for t in pipeline if t.type == 'ResizeShortestEdge')
+    resize.update(scale=min(h, w), max_size=max(h, w))
     cfg_path, src, dst = (tmp_path / 'mini.py', tmp_path / 'd2.pth',
                           tmp_path / 'mm.pth')
     cfg.dump(str(cfg_path))

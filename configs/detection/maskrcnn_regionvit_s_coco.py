@@ -49,9 +49,22 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
+# detectron2's test input: the image read by Pillow, its short side resized
+# to 672 unless the long side would pass 1120 (detectron2's rounding of the
+# new size, which mmcv's Resize rounds differently for some sizes, e.g.
+# 640x382), by Pillow's bilinear filter (which antialiases when shrinking;
+# OpenCV's does not)
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(
+        type='LoadImageFromFile',
+        imdecode_backend='pillow',
+        backend_args={{_base_.backend_args}}),
+    dict(
+        type='ResizeShortestEdge',
+        scale=min(img_scale),
+        max_size=max(img_scale),
+        backend='pillow',
+        interpolation='bilinear'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',

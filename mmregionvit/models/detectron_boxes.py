@@ -132,10 +132,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor,
                 iou_thr: float) -> Tensor:
     """Indices kept by NMS within each ``idxs`` group, by score descending.
 
-    detectron2 calls torchvision's ``batched_nms``, which on the CPU runs
-    one NMS per group for more than 1000 boxes and offsets the boxes by
-    group otherwise; mmcv's offsets the boxes up to 10000 boxes, which
-    rounds their coordinates and can keep or drop a different box.
+    detectron2 calls torchvision's ``batched_nms``, which runs one NMS per
+    group for more than 1000 boxes on the CPU (25000 on a GPU) and offsets
+    the boxes by group below that; mmcv's offsets them up to 10000 boxes,
+    which rounds their coordinates and can keep or drop another box.
     """
     return torchvision.ops.batched_nms(boxes.float(), scores, idxs, iou_thr)
 

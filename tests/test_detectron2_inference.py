@@ -1,4 +1,4 @@
-"""The official detector configs post-process boxes as detectron2 does.
+"""The official detector configs infer as detectron2 does.
 
 Each test builds its part from the real configs, so a config that falls
 back to mmdet's behaviour fails here. Expected values follow from
@@ -6,6 +6,7 @@ detectron2's definitions, worked out in the comments.
 """
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,32 @@ CONFIGS = {
 }
 MASK_RCNN, RETINANET = CONFIGS['maskrcnn'].model, CONFIGS['retinanet'].model
 SCALE_CLAMP = math.log(1000 / 16)
+
+
+@pytest.mark.parametrize('kind', list(CONFIGS))
+@pytest.mark.parametrize('size', [(382, 640), (1200, 1600)])
+def test_test_input_is_detectron2s(kind, size, tmp_path):
+    import cv2
+    from mmengine.dataset import Compose
+    from PIL import Image
+    init_default_scope('mmdet')
+    image = np.random.default_rng(0).integers(0, 256, size + (3, ), np.uint8)
+    path = str(tmp_path / 'image.png')
+    cv2.imwrite(path, image)
+    pipeline = Compose([
+        t for t in CONFIGS[kind].test_pipeline if t.type != 'LoadAnnotations'
+    ])
+    out = pipeline(dict(img_path=path, img_id=0))
+    # detectron2: the short side to 672 unless the long one passes 1120,
+    # new sizes rounded from its float arithmetic (640x382 -> 1120x668,
+    # where mmcv's Resize gives 1120x669), resized by Pillow's bilinear
+    # filter (antialiased when shrinking)
+    new_w, new_h = (1120, 668) if size == (382, 640) else (896, 672)
+    expected = np.asarray(
+        Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+    assert np.array_equal(out['inputs'].permute(1, 2, 0).numpy(), expected)
+    assert out['data_samples'].scale_factor == (new_w / size[1],
+                                                new_h / size[0])
 
 
 def build(cfg: dict, registry: str = 'MODELS', **changes):
