@@ -136,8 +136,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor,
     group for more than 1000 boxes on the CPU (25000 on a GPU) and offsets
     the boxes by group below that; mmcv's offsets them up to 10000 boxes,
     which rounds their coordinates and can keep or drop another box.
+    Boxes and scores go in as float32, as torchvision's autocast casts them.
     """
-    return torchvision.ops.batched_nms(boxes.float(), scores, idxs, iou_thr)
+    return torchvision.ops.batched_nms(boxes.float(), scores.float(), idxs,
+                                       iou_thr)
 
 
 def final_shape(img_meta: dict, rescale: bool) -> Tuple[int, int]:

@@ -29,7 +29,8 @@ class DetectronRoIExtractor(SingleRoIExtractor):
     ``floor(4 + log2(sqrt(area) / 224 + 1e-8))``, clamped to the levels
     there are; mmdet's ``floor(log2(sqrt(area) / 56 + 1e-6))`` is the same
     away from the level boundaries, but its larger epsilon and different
-    rounding move boxes just below 112, 224 or 448 pixels up a level.
+    rounding move some boxes just below a boundary (a size of 112 or 224
+    pixels) up a level.
     """
 
     def __init__(self,

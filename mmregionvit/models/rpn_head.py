@@ -23,8 +23,8 @@ class DetectronRPNHead(RPNHead):
     ``max_per_img`` remain. Where mmdet differs:
 
     - the objectness *logits* are ranked, as in detectron2, not their
-      sigmoids, which tie once saturated (logits above about 17) and then
-      keep an arbitrary one of the tied proposals;
+      sigmoids, which round to equal fp32 values for large logits (all to
+      1 above about 17), so that ties would pick among the top proposals;
     - NMS is detectron2's (torchvision's ``batched_nms``, see
       ``detectron_boxes.batched_nms``);
     - non-finite proposals are dropped.
