@@ -16,16 +16,16 @@ MODELS = Registry(
     parent=MMENGINE_MODELS,
     scope='mmregionvit',
     locations=['mmregionvit.models'])
-OPTIM_WRAPPERS = Registry(
-    'optim_wrapper',
-    parent=MMENGINE_OPTIM_WRAPPERS,
-    scope='mmregionvit',
-    locations=['mmregionvit.engine'])
 TASK_UTILS = Registry(
     'task util',
     parent=MMENGINE_TASK_UTILS,
     scope='mmregionvit',
     locations=['mmregionvit.models'])
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper',
+    parent=MMENGINE_OPTIM_WRAPPERS,
+    scope='mmregionvit',
+    locations=['mmregionvit.engine'])
 TRANSFORMS = Registry(
     'transform',
     parent=MMENGINE_TRANSFORMS,

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import torch
+import yaml
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -9,25 +10,53 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def mini_detector_cfg(kind: str, fixture: dict) -> Config:
-    """Our config of ``kind`` at the fixture's reduced widths, 8 classes."""
+    """Our config of ``kind`` with the fixture's widths, classes and test
+    settings, all read from its detectron2 config."""
+    d2 = yaml.safe_load(fixture['d2_config'])['MODEL']
+    width = d2['FPN']['OUT_CHANNELS']
+    max_per_img = yaml.safe_load(
+        fixture['d2_config'])['TEST']['DETECTIONS_PER_IMAGE']
     cfg = Config.fromfile(ROOT /
                           f'configs/detection/{kind}_regionvit_s_coco.py')
     m = cfg.model
     m.backbone.update(
         arch=fixture['mini_arch'], init_cfg=None, drop_path_rate=0.0)
     m.neck.update(
-        in_channels=fixture['mini_arch']['embed_dim'][1:], out_channels=32)
+        in_channels=fixture['mini_arch']['embed_dim'][1:], out_channels=width)
     if kind == 'maskrcnn':
-        m.rpn_head.update(in_channels=32, feat_channels=32)
+        rpn, heads = d2['RPN'], d2['ROI_HEADS']
+        m.rpn_head.update(in_channels=width, feat_channels=width)
         r = m.roi_head
-        r.bbox_roi_extractor.out_channels = 32
-        r.mask_roi_extractor.out_channels = 32
-        r.bbox_head.update(in_channels=32, fc_out_channels=128, num_classes=8)
-        r.mask_head.update(in_channels=32, conv_out_channels=64, num_classes=8)
-        m.test_cfg.rcnn.score_thr = 0.0
+        r.bbox_roi_extractor.out_channels = width
+        r.mask_roi_extractor.out_channels = width
+        r.bbox_head.update(
+            in_channels=width,
+            fc_out_channels=d2['ROI_BOX_HEAD']['FC_DIM'],
+            num_classes=heads['NUM_CLASSES'])
+        r.mask_head.update(
+            in_channels=width,
+            conv_out_channels=d2['ROI_MASK_HEAD']['CONV_DIM'],
+            num_classes=heads['NUM_CLASSES'])
+        m.test_cfg.rpn.update(
+            nms_pre=rpn['PRE_NMS_TOPK_TEST'],
+            max_per_img=rpn['POST_NMS_TOPK_TEST'],
+            nms=dict(type='nms', iou_threshold=rpn['NMS_THRESH']),
+            min_bbox_size=d2['PROPOSAL_GENERATOR']['MIN_SIZE'])
+        m.test_cfg.rcnn.update(
+            score_thr=heads['SCORE_THRESH_TEST'],
+            nms=dict(type='nms', iou_threshold=heads['NMS_THRESH_TEST']),
+            max_per_img=max_per_img)
     else:
-        m.bbox_head.update(in_channels=32, feat_channels=32, num_classes=8)
-        m.test_cfg.score_thr = 0.0
+        retina = d2['RETINANET']
+        m.bbox_head.update(
+            in_channels=width,
+            feat_channels=width,
+            num_classes=retina['NUM_CLASSES'])
+        m.test_cfg.update(
+            nms_pre=retina['TOPK_CANDIDATES_TEST'],
+            score_thr=retina['SCORE_THRESH_TEST'],
+            nms=dict(type='nms', iou_threshold=retina['NMS_THRESH_TEST']),
+            max_per_img=max_per_img)
     return cfg
 
 

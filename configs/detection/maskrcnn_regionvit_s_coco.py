@@ -24,14 +24,32 @@ model = dict(
     neck=dict(
         in_channels=[96, 192, 384, 768],
         init_cfg=dict(type='Caffe2Xavier', layer='Conv2d')),
-    # detectron2's FastRCNNConvFCHead initialises its FCs with
-    # c2_xavier_fill (the predictors as mmdet does)
+    # detectron2's inference (mmregionvit/models/rpn_head.py, roi_heads.py,
+    # detectron_boxes.py): its box deltas (dw, dh clamped from above only),
+    # its NMS, RPN proposals ranked by objectness logit, its RoI-to-level
+    # assignment, and final boxes scaled and clipped to the output image
+    # with the empty ones dropped (masks pasted on the final boxes)
+    rpn_head=dict(
+        type='mmregionvit.DetectronRPNHead',
+        bbox_coder=dict(
+            _delete_=True, type='mmregionvit.DetectronDeltaXYWHBBoxCoder')),
     roi_head=dict(
-        bbox_head=dict(init_cfg=[
-            dict(type='Normal', std=0.01, override=dict(name='fc_cls')),
-            dict(type='Normal', std=0.001, override=dict(name='fc_reg')),
-            dict(type='Caffe2Xavier', override=dict(name='shared_fcs')),
-        ])),
+        bbox_roi_extractor=dict(type='mmregionvit.DetectronRoIExtractor'),
+        bbox_head=dict(
+            type='mmregionvit.DetectronBBoxHead',
+            bbox_coder=dict(
+                _delete_=True,
+                type='mmregionvit.DetectronDeltaXYWHBBoxCoder',
+                weights=(10.0, 10.0, 5.0, 5.0)),
+            # detectron2's FastRCNNConvFCHead initialises its FCs with
+            # c2_xavier_fill (the predictors as mmdet does)
+            init_cfg=[
+                dict(type='Normal', std=0.01, override=dict(name='fc_cls')),
+                dict(type='Normal', std=0.001, override=dict(name='fc_reg')),
+                dict(type='Caffe2Xavier', override=dict(name='shared_fcs')),
+            ]),
+        mask_roi_extractor=dict(type='mmregionvit.DetectronRoIExtractor'),
+        mask_head=dict(type='mmregionvit.DetectronMaskHead')),
     train_cfg=dict(
         # detectron2's RPN matcher: IoU below 0.3 negative, from 0.7
         # positive, and each ground truth's best anchors positive however
@@ -66,8 +84,14 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
+# detectron2's test input: the image read by Pillow, then the official
+# FIXED resize as in training (the fork's build_augmentation applies
+# AUG_MODE to testing too)
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(
+        type='LoadImageFromFile',
+        imdecode_backend='pillow',
+        backend_args={{_base_.backend_args}}),
     dict(
         type='mmregionvit.FixedOrientedResize',
         scale=img_scale,

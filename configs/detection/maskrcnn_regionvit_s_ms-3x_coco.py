@@ -57,8 +57,13 @@ train_pipeline = [
         keep_empty=False),
     dict(type='PackDetInputs'),
 ]
+# detectron2's test input: the image read by Pillow, then (AUG_MODE
+# "DETR" has no test transform) detectron2's shorter-side resize
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(
+        type='LoadImageFromFile',
+        imdecode_backend='pillow',
+        backend_args={{_base_.backend_args}}),
     dict(
         type='ResizeShortestEdge',
         scale=672,

@@ -17,8 +17,13 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
+# detectron2's test input: the image read by Pillow, then the official
+# FIXED resize at the test size
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(
+        type='LoadImageFromFile',
+        imdecode_backend='pillow',
+        backend_args={{_base_.backend_args}}),
     dict(
         type='mmregionvit.FixedOrientedResize',
         scale=(1344, 896),

@@ -27,11 +27,17 @@ model = dict(
         in_channels=[96, 192, 384, 768],
         relu_before_extra_convs=True,
         init_cfg=dict(type='Caffe2Xavier', layer='Conv2d')),
-    # detectron2 runs NMS on unclipped boxes and clips afterwards, keeping
-    # boxes of any size
+    # detectron2's inference (mmregionvit/models/retina_head.py,
+    # detectron_boxes.py): its box deltas (dw, dh clamped from above only),
+    # its NMS on unclipped boxes at the input scale, then final boxes
+    # scaled and clipped to the output image with the empty ones dropped;
+    # no small boxes are removed. In training, its running loss normaliser.
     bbox_head=dict(
         type='mmregionvit.DetectronRetinaHead',
-        bbox_coder=dict(clip_border=False)),
+        bbox_coder=dict(
+            _delete_=True,
+            type='mmregionvit.DetectronDeltaXYWHBBoxCoder',
+            clip_border=False)),
     # detectron2's RetinaNet matcher: IoU below 0.4 negative, from 0.5
     # positive, and each ground truth's best anchors positive however low
     # their IoU
@@ -58,8 +64,14 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
+# detectron2's test input: the image read by Pillow, then the official
+# FIXED resize as in training (the fork's build_augmentation applies
+# AUG_MODE to testing too)
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(
+        type='LoadImageFromFile',
+        imdecode_backend='pillow',
+        backend_args={{_base_.backend_args}}),
     dict(
         type='mmregionvit.FixedOrientedResize',
         scale=img_scale,

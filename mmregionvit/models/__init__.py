@@ -12,6 +12,14 @@ __all__ = [
 ]
 
 if importlib.util.find_spec('mmdet') is not None:  # the detection extras
+    from .detectron_boxes import DetectronDeltaXYWHBBoxCoder  # noqa: F401
     from .max_iou_assigner import DetectronMaxIoUAssigner  # noqa: F401
     from .retina_head import DetectronRetinaHead  # noqa: F401
-    __all__ += ['DetectronMaxIoUAssigner', 'DetectronRetinaHead']
+    from .roi_heads import (DetectronBBoxHead, DetectronMaskHead,  # noqa: F401
+                            DetectronRoIExtractor)
+    from .rpn_head import DetectronRPNHead  # noqa: F401
+    __all__ += [
+        'DetectronBBoxHead', 'DetectronDeltaXYWHBBoxCoder',
+        'DetectronMaskHead', 'DetectronMaxIoUAssigner', 'DetectronRPNHead',
+        'DetectronRetinaHead', 'DetectronRoIExtractor'
+    ]

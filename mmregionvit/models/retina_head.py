@@ -3,22 +3,28 @@ normaliser."""
 from typing import Optional
 
 from mmdet.models.dense_heads import RetinaHead
-from mmdet.structures.bbox import get_box_tensor
 from mmdet.utils import InstanceList, OptInstanceList
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
 from ..registry import MODELS
+from .detectron_boxes import batched_nms, detector_postprocess, iou_threshold
 
 
 @MODELS.register_module()
 class DetectronRetinaHead(RetinaHead):
-    """RetinaHead whose NMS sees unclipped boxes, clipped only afterwards.
+    """RetinaHead whose detections are detectron2's.
 
-    detectron2's RetinaNet decodes boxes without clipping, runs NMS, and
-    clips the survivors to the image; mmdet clips before NMS, which changes
-    which border boxes survive. Use with ``bbox_coder.clip_border=False``
-    (and ``min_bbox_size=-1``, as detectron2 drops no small boxes).
+    Per level, the ``nms_pre`` best (anchor, class) scores above
+    ``score_thr`` are decoded, unclipped. detectron2 then runs per-class
+    NMS on them at the network's input scale, keeps the best
+    ``max_per_img``, and its ``detector_postprocess`` scales the boxes to
+    the output image, clips them and drops the empty ones. mmdet clips
+    before NMS (which changes which border boxes survive), rescales before
+    NMS, runs mmcv's NMS (see ``detectron_boxes.batched_nms``) and keeps
+    empty boxes. Use with ``mmregionvit.DetectronDeltaXYWHBBoxCoder`` and
+    ``clip_border=False``; detectron2 drops no small boxes, so
+    ``min_bbox_size`` is not used.
 
     In training, the losses are divided by detectron2's running average of
     the number of positive anchors (see :meth:`get_targets`), not by the
@@ -31,6 +37,10 @@ class DetectronRetinaHead(RetinaHead):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if getattr(self.bbox_coder, 'clip_border', False):
+            raise ValueError('DetectronRetinaHead runs NMS on unclipped '
+                             'boxes, as detectron2 does: set '
+                             'bbox_coder.clip_border=False.')
         # Official quirk: a plain number, not saved in checkpoints, so a
         # resumed run starts again from 100.
         self.loss_normalizer = self.LOSS_NORMALIZER_INIT
@@ -41,14 +51,13 @@ class DetectronRetinaHead(RetinaHead):
                            rescale: bool = False,
                            with_nms: bool = True,
                            img_meta: Optional[dict] = None) -> InstanceData:
-        results = super()._bbox_post_process(results, cfg, rescale, with_nms,
-                                             img_meta)
-        h, w = img_meta['ori_shape' if rescale else 'img_shape'][:2]
-        boxes = get_box_tensor(results.bboxes)
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-        results.bboxes = boxes
-        return results
+        if with_nms:
+            keep = batched_nms(results.bboxes, results.scores, results.labels,
+                               iou_threshold(cfg.nms))
+            if cfg.max_per_img >= 0:
+                keep = keep[:cfg.max_per_img]
+            results = results[keep]
+        return detector_postprocess(results, img_meta, rescale)
 
     def get_targets(self,
                     anchor_list: list,
