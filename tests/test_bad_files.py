@@ -110,10 +110,13 @@ def test_official_training_checkpoints_load_with_their_arguments(tmp_path):
     """The official training script saves its argparse arguments beside
     the weights; a weights-only load takes them."""
     path = tmp_path / 'official.pth'
-    torch.save({
-        'model': {'w': torch.ones(2)},
-        'args': argparse.Namespace(model='regionvit_small_224', lr=1e-3)
-    }, path)
+    torch.save(
+        {
+            'model': {
+                'w': torch.ones(2)
+            },
+            'args': argparse.Namespace(model='regionvit_small_224', lr=1e-3)
+        }, path)
     loaded = load_checkpoint_file(str(path))
     assert loaded['args'].model == 'regionvit_small_224'
     assert torch.equal(read_state_dict(str(path))['w'], torch.ones(2))

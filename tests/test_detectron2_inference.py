@@ -27,7 +27,6 @@ CONFIGS = {
 MASK_RCNN, RETINANET = CONFIGS['maskrcnn'].model, CONFIGS['retinanet'].model
 SCALE_CLAMP = math.log(1000 / 16)
 
-
 # (config, image h x w) -> the (w, h) detectron2 resizes it to
 TEST_SIZES = {
     # 1x, AUG_MODE "FIXED" (also at test time): 672x1120 whatever the

@@ -13,8 +13,8 @@ def test_layout_lists_every_module():
     modules = {
         str(p.relative_to(ROOT))
         for p in (ROOT / 'mmregionvit').rglob('*.py')
-        if p.name not in ('__init__.py', 'version.py')
-        and '.mim' not in p.parts
+        if p.name not in ('__init__.py',
+                          'version.py') and '.mim' not in p.parts
     }
     assert modules - listed == set()
     assert {p for p in listed if not (ROOT / p).exists()} == set()

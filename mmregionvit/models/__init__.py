@@ -12,12 +12,12 @@ __all__ = [
 ]
 
 if importlib.util.find_spec('mmdet') is not None:  # the detection extras
-    from .detectron_boxes import DetectronDeltaXYWHBBoxCoder  # noqa: F401
-    from .max_iou_assigner import DetectronMaxIoUAssigner  # noqa: F401
-    from .retina_head import DetectronRetinaHead  # noqa: F401
-    from .roi_heads import (DetectronBBoxHead, DetectronMaskHead,  # noqa: F401
+    from .detectron_boxes import DetectronDeltaXYWHBBoxCoder
+    from .max_iou_assigner import DetectronMaxIoUAssigner
+    from .retina_head import DetectronRetinaHead
+    from .roi_heads import (DetectronBBoxHead, DetectronMaskHead,
                             DetectronRoIExtractor)
-    from .rpn_head import DetectronRPNHead  # noqa: F401
+    from .rpn_head import DetectronRPNHead
     __all__ += [
         'DetectronBBoxHead', 'DetectronDeltaXYWHBBoxCoder',
         'DetectronMaskHead', 'DetectronMaxIoUAssigner', 'DetectronRPNHead',

@@ -51,9 +51,9 @@ def allow_mmengine_checkpoints() -> None:
     # argparse.Namespace: the official training script saves its arguments
     # beside the weights ('args')
     torch.serialization.add_safe_globals([
-        argparse.Namespace, HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
-        np.ndarray, np.dtype, np._core.multiarray._reconstruct,
-        np._core.multiarray.scalar, *dtypes
+        argparse.Namespace, HistoryBuffer,
+        (_history_buffer_getattr, 'builtins.getattr'), np.ndarray, np.dtype,
+        np._core.multiarray._reconstruct, np._core.multiarray.scalar, *dtypes
     ])
 
 
