@@ -325,7 +325,7 @@ def test_segmentation_on_two_processes(shapes, tmp_path):
     two_dir, ref_dir = tmp_path / 'two', tmp_path / 'ref'
     launch([
         'tools/dist_train.sh', SEG, '2', '--work-dir',
-        str(two_dir), '--auto-scale-lr',
+        str(two_dir),
         *cli(options, 'train_dataloader.dataset.indices=4',
              'train_dataloader.batch_size=2', 'train_cfg.max_iters=2')
     ], tmp_path / 'two.log')
@@ -339,8 +339,6 @@ def test_segmentation_on_two_processes(shapes, tmp_path):
     ])
     two = probes(two_dir)
     assert_same_first_update(two, probes(ref_dir, 1)[0])
-    # --auto-scale-lr: 2 processes x 2 images against the base batch of 16
-    assert two[0]['start']['initial_lr'] == pytest.approx(2e-3 * 4 / 16)
     metrics = assert_validation_as_one_process(SEG, two, options,
                                                tmp_path / 'one')
     assert metrics['aAcc'] > 0
@@ -367,8 +365,9 @@ def slurm_env(srun_log: Path) -> dict:
 def test_keypoints_on_two_slurm_tasks(shapes, tmp_path):
     """Top-down heatmaps with the embeddings and first stage frozen,
     trained by slurm_train.sh as two Slurm tasks (srun stands in), against
-    one process that accumulates both tasks' instances; the keypoints the
-    two tasks predict in their validation are test.py's on one."""
+    one process that accumulates both tasks' instances (the learning rate,
+    scaled by --auto-scale-lr, does not enter the gradients); the keypoints
+    the two tasks predict in their validation are test.py's on one."""
     ann = f'{shapes}/annotations/keypoints_val.json'
     options = loaders(
         shapes, **{
@@ -381,8 +380,9 @@ def test_keypoints_on_two_slurm_tasks(shapes, tmp_path):
     srun_log = tmp_path / 'srun.json'
     launch([
         'tools/slurm_train.sh', 'cpu', 'pose', POSE,
-        str(two_dir), *cli(options, 'train_cfg.max_iters=2',
-                           f'val_evaluator.outfile_prefix={tmp_path}/two')
+        str(two_dir), '--auto-scale-lr',
+        *cli(options, 'train_cfg.max_iters=2',
+             f'val_evaluator.outfile_prefix={tmp_path}/two')
     ],
            tmp_path / 'two.log',
            env=slurm_env(srun_log))
@@ -400,6 +400,8 @@ def test_keypoints_on_two_slurm_tasks(shapes, tmp_path):
     ])
     two = probes(two_dir)
     assert [p['world_size'] for p in two] == [2, 2]
+    # --auto-scale-lr: 2 tasks x 1 instance against the demo's batch of 32
+    assert two[0]['start']['initial_lr'] == pytest.approx(1e-3 * 2 / 32)
     assert_same_first_update(two, probes(ref_dir, 1)[0])
     assert not any(k.startswith('backbone.stages.0.') for k in two[0]['grads'])
     options['test_evaluator.outfile_prefix'] = f'{tmp_path}/one'
