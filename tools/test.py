@@ -16,6 +16,7 @@ from mmengine.runner import Runner
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
 from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import load_config
+from mmregionvit.utils.dist import setup_distributed
 from mmregionvit.utils.preflight import PreflightError, check_config
 
 
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
             cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
             cfg.tta_model.module = cfg.model
             cfg.model = cfg.tta_model
+        setup_distributed(cfg)
     except (FileNotFoundError, ImportError, ValueError, PreflightError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
 from mmregionvit.utils.config import load_config
+from mmregionvit.utils.dist import setup_distributed
 from mmregionvit.utils.preflight import PreflightError, check_config
 
 
@@ -57,6 +58,7 @@ def main(argv=None) -> int:
         cfg = load_config(args.config, args.cfg_options, args.work_dir,
                           args.launcher)
         check_config(cfg)
+        setup_distributed(cfg)
     except (FileNotFoundError, ImportError, ValueError, PreflightError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

@@ -98,5 +98,6 @@ default_hooks = dict(
     logger=dict(interval=25),
     checkpoint=dict(by_epoch=False, interval=500, max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)
-auto_scale_lr = dict(enable=False)
+# the LR above is for batch 4 (--auto-scale-lr scales it from there)
+auto_scale_lr = dict(enable=False, base_batch_size=4)
 randomness = dict(seed=0)  # the same run, and figures, every time

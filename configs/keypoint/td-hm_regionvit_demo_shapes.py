@@ -91,5 +91,6 @@ default_hooks = dict(
     logger=dict(interval=25),
     checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
-auto_scale_lr = dict(enable=False)
+# the LR above is for batch 32 (--auto-scale-lr scales it from there)
+auto_scale_lr = dict(enable=False, base_batch_size=32)
 randomness = dict(seed=0)  # the same run, and figures, every time

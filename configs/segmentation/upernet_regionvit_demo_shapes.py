@@ -83,5 +83,6 @@ param_scheduler = [
 default_hooks = dict(
     logger=dict(interval=25),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
-auto_scale_lr = dict(enable=False)
+# the LR above is for batch 4 (--auto-scale-lr scales it from there)
+auto_scale_lr = dict(enable=False, base_batch_size=4)
 randomness = dict(seed=0)  # the same run, and figures, every time

@@ -1,0 +1,34 @@
+# RetinaNet on the demo data with the backbone's last three stages only
+# (strides 8-32 for P3-P7, as in the official RetinaNet), tiny.
+_base_ = '../../configs/detection/retinanet_regionvit_t_coco.py'
+
+model = dict(
+    backbone=dict(
+        arch=dict(
+            _delete_=True,
+            embed_dim=[32, 32, 64, 128, 256],
+            num_heads=[1, 2, 4, 8],
+            depth=[1, 1, 2, 1],
+            kernel_sizes=[7, 7, 7, 7]),
+        out_indices=(1, 2, 3),
+        drop_path_rate=0.0,
+        init_cfg=None),
+    neck=dict(in_channels=[64, 128, 256], out_channels=64, start_level=0),
+    bbox_head=dict(num_classes=3, in_channels=64, feat_channels=64))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=(96, 96), keep_ratio=True),
+    dict(type='PackDetInputs'),
+]
+train_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root='data/shapes/',
+        metainfo=dict(classes=('circle', 'triangle', 'rectangle')),
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        pipeline=train_pipeline))
