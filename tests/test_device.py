@@ -136,3 +136,17 @@ def test_sdpa_mask_tiles_like_repeat(group, windows, length):
     grad, = torch.autograd.grad((out * weight).sum(), mask)
     ref, = torch.autograd.grad((expected * weight).sum(), mask)
     torch.testing.assert_close(grad, ref)
+
+
+@pytest.mark.parametrize('grad', [False, True])
+def test_compiles_as_one_graph_off_cpu(grad):
+    """torch.compile traces the path other devices take (aligned masks, all
+    windows at once) as one graph, in inference and in training."""
+    import torch._dynamo as dynamo
+    model = RegionViT(arch=dict(TINY, depth=[1, 1, 1, 1])).to('meta')
+    model.train(grad)
+    with torch.set_grad_enabled(grad):
+        report = dynamo.explain(model)(
+            torch.empty(2, 3, 100, 150, device='meta'))
+    assert report.graph_break_count == 0, report.break_reasons
+    assert report.graph_count == 1
