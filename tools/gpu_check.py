@@ -20,6 +20,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,8 +39,9 @@ TIMM_MODEL = 'swin_tiny_patch4_window7_224'
 START, DONE = '@@gpu-check start ', '@@gpu-check done '
 LOG_LIMIT = 8 * 2**20  # bytes of log.txt
 STARTUP_S = 120  # a worker's imports and CUDA start before its first step
-# --device cpu: the H200 estimates times this (a rough factor at small sizes)
-CPU_SLOWDOWN = 10
+# --device cpu (trying the check itself, on a shared machine too): the H200
+# estimates times this, a generous factor at small sizes
+CPU_SLOWDOWN = 30
 
 
 @dataclass
@@ -389,6 +391,7 @@ def run_check(args: argparse.Namespace) -> int:
                 run.save()
         run_worker_steps(run, [s for s in steps if s.kind != 'tests'])
     run.save()
+    shutil.rmtree(run.work, ignore_errors=True)
     print((args.out_dir / 'report.md').read_text())
     bad = [s for s in steps if s.status in ('failed', 'error', 'timeout')]
     return 1 if bad else 0
@@ -419,8 +422,8 @@ def worker_main(plan_path: str, work: str) -> None:
             try:
                 result['data'] = STEP_KINDS[step.kind](step, plan)
                 result['status'] = 'done'
-            except Exception as e:  # recorded; the next step still runs
-                traceback.print_exc()
+            except (Exception, SystemExit) as e:  # benchmark.py exits
+                traceback.print_exc()  # recorded; the next step still runs
                 result['status'] = 'error'
                 result['error'] = f'{type(e).__name__}: {e}'[:2000]
             result['duration_s'] = time.time() - start
@@ -537,12 +540,13 @@ def step_probe(step: Step, plan: dict) -> Dict[str, Any]:
 
     from mmregionvit.models import RegionViT
     device = torch.device(plan['device'])
-    kernels = ('_scaled_dot_product_efficient_attention',
-               '_scaled_dot_product_flash_attention',
-               '_scaled_dot_product_cudnn_attention',
-               '_scaled_dot_product_flash_attention_for_cpu',
-               '_efficient_attention_backward', '_flash_attention_backward',
-               '_cudnn_attention_backward', 'scaled_dot_product_attention')
+    kernels = {
+        '_scaled_dot_product_efficient_attention',
+        '_scaled_dot_product_flash_attention',
+        '_scaled_dot_product_cudnn_attention',
+        '_scaled_dot_product_flash_attention_for_cpu'
+    }
+    kernels |= {k + '_backward' for k in kernels}  # SDPA's fused kernels
 
     class Ops(TorchDispatchMode):
 
@@ -884,7 +888,7 @@ def _fmt(value: Any, spec: str = '.3g') -> str:
     if value is None:
         return '-'
     if isinstance(value, float):
-        return f'{value:.0f}' if abs(value) >= 1e4 else format(value, spec)
+        return f'{value:.0f}' if abs(value) >= 100 else format(value, spec)
     return str(value)
 
 
