@@ -22,6 +22,26 @@ def official_arch(fixture: dict) -> dict:
     }
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'cuda: needs a CUDA device (skipped without one); '
+        'tools/gpu_check.py runs them')
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def no_cpu_kernels(monkeypatch):
+    """Every CPU kernel of the fast paths raises if called."""
+    from mmregionvit.models import cpu_kernels
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('a CPU kernel ran off the CPU')
+
+    for name in ('NormLinear', 'NormMlp', 'NormGeluConv', 'BiasedAttention'):
+        monkeypatch.setattr(getattr(cpu_kernels, name), 'apply', refuse)
+    monkeypatch.setattr(cpu_kernels, 'onednn_linear', refuse)
+    monkeypatch.setattr(cpu_kernels, 'nchw_copy', refuse)

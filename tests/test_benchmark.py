@@ -156,6 +156,49 @@ def test_backbone_baseline_from_git(monkeypatch):
     assert type(timm.create_model('regionvit_tiny_224')) is RegionViTClassifier
 
 
+def test_backbone_fp16_report():
+    """fp16 autocast, compared with the fp32 and fp16 GEMM rates."""
+    report = benchmark.main([
+        'backbone', '--arch', 'tiny', '--input-size', '64', '64', '--repeat',
+        '1', '--dtype', 'fp16', *FAST
+    ])
+    assert report['dtype'] == 'fp16'
+    assert set(report['gemm']) == {'fp32', 'fp16'}
+    [work] = report['workloads']
+    check_workload(work, repeat=1)
+    assert work['gemm_fp16_fraction'] > 0
+
+
+@pytest.mark.parametrize('dtype, device, expected', [
+    ('fp32', 'cpu', ['fp32']),
+    ('bf16', 'cpu', ['fp32', 'bf16']),
+    ('fp32', 'cuda', ['fp32', 'bf16']),
+    ('fp16', 'cuda', ['fp32', 'fp16', 'bf16']),
+])
+def test_gemm_references(dtype, device, expected):
+    """A GPU run is always compared with the bf16 matrix rate as well."""
+    refs = benchmark.gemm_references(dtype, torch.device(device))
+    assert list(refs) == expected
+    assert all(refs[k] == benchmark.DTYPES[k] for k in expected)
+
+
+def test_backbone_against_timm():
+    """RegionViT (A) against a timm model's feature maps (B) in one run."""
+    report = benchmark.main([
+        'backbone', '--arch', 'tiny', '--input-size', '64', '96', '--repeat',
+        '1', '--task', 'train', '--compare-timm',
+        'swin_tiny_patch4_window7_224', *FAST
+    ])
+    assert [w['name'] for w in report['workloads']
+            ] == ['RegionViT-tiny', 'swin_tiny_patch4_window7_224']
+    assert report['compare_timm'] == 'swin_tiny_patch4_window7_224'
+    for work in report['workloads']:
+        check_workload(work, repeat=1)
+    swin = report['workloads'][1]
+    assert any('features_only' in n for n in swin['notes'])
+    assert report['compare']['ms_per_gmac_ratio_b_over_a'] > 0
+
+
 def test_compared_models_get_the_same_weights(monkeypatch):
     """Eager and compiled variants are built from the same seed."""
     draws = []
@@ -235,6 +278,13 @@ def test_resolve_package_config():
     (['model', '--compare', MASKRCNN, MASKRCNN, '--compare-compile'
       ], 'use one of them'),
     (['backbone', '--compare-fused', '--baseline', 'HEAD'], 'use one of them'),
+    (['backbone', '--compare-timm', 'no_such_net'], 'no such timm model'),
+    ([
+        'backbone', '--compare-timm', 'resnet18', '--arch', 'tiny',
+        '--input-size', '64', '64', *FAST
+    ], 'timm cannot build it'),
+    (['backbone', '--compare-timm', 'resnet18', '--compare-compile'
+      ], 'use one of them'),
     (['backbone', '--baseline', 'no-such-revision'], 'not a git revision'),
     ([
         'model', 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',

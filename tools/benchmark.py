@@ -9,6 +9,8 @@ Examples::
     python tools/benchmark.py backbone --arch small --compare-compile
     python tools/benchmark.py backbone --arch small --compare-fused
     python tools/benchmark.py backbone --arch small --baseline HEAD~1
+    python tools/benchmark.py backbone --arch small --device cuda \
+        --dtype bf16 --batch 8 --compare-timm swin_tiny_patch4_window7_224
     python tools/benchmark.py model \
         configs/detection/maskrcnn_regionvit_s_coco.py --task train
     python tools/benchmark.py model --compare \
@@ -46,6 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 
 import numpy as np
+import timm
 import torch
 from mmengine.config import Config, DictAction
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -56,6 +59,8 @@ from mmregionvit.utils.complexity import TensorMode, count_macs
 from mmregionvit.utils.preflight import PreflightError, check_channels
 
 MB = 2**20
+# --dtype: the autocast dtype, and the name of its GEMM reference
+DTYPES = dict(fp32=torch.float32, bf16=torch.bfloat16, fp16=torch.float16)
 
 
 def _sync(device: torch.device) -> None:
@@ -85,6 +90,15 @@ def measure_gemm(size: int,
         2 * size**3 / _timed(partial(torch.mm, a, b, out=out), device) / 1e9
         for _ in range(repeat)
     ]
+
+
+def gemm_references(dtype: str,
+                    device: torch.device) -> Dict[str, torch.dtype]:
+    """The GEMM rates a run is compared with: fp32's and its own dtype's,
+    and on CUDA always bf16's (a GPU's matrix rate, whatever the run's
+    dtype)."""
+    names = ['fp32', dtype] + (['bf16'] if device.type == 'cuda' else [])
+    return {name: DTYPES[name] for name in dict.fromkeys(names)}
 
 
 def _rss() -> int:
@@ -201,15 +215,15 @@ class Workload:
 
 def _step_context(args: argparse.Namespace,
                   device: torch.device) -> Callable[[], ContextManager]:
-    """Autocast for ``--dtype bf16``; the attention kernel for
+    """Autocast for ``--dtype bf16`` or ``fp16``; the attention kernel for
     ``--attention materialised`` (SDPA's math kernel, which builds and, when
     training, keeps every attention matrix: the reference for memory)."""
 
     def context() -> ContextManager:
         stack = ExitStack()
-        if args.dtype == 'bf16':
+        if args.dtype != 'fp32':
             stack.enter_context(
-                torch.autocast(device.type, dtype=torch.bfloat16))
+                torch.autocast(device.type, dtype=DTYPES[args.dtype]))
         if args.attention == 'materialised':
             stack.enter_context(sdpa_kernel(SDPBackend.MATH))
         return stack
@@ -252,23 +266,46 @@ def load_baseline(rev: str) -> type:
     return importlib.import_module(f'{name}.models').RegionViT
 
 
+def timm_features(name: str, input_size: Tuple[int, int],
+                  with_cp: bool) -> torch.nn.Module:
+    """timm model ``name`` as a backbone: its feature maps
+    (``features_only``), built for ``input_size``, random weights."""
+    try:
+        model = timm.create_model(
+            name, pretrained=False, features_only=True, img_size=input_size)
+    except (TypeError, RuntimeError, AssertionError) as e:
+        raise ValueError(f'--compare-timm {name}: timm cannot build it with '
+                         f'features_only=True, img_size={input_size}: '
+                         f'{e}') from e
+    if with_cp:
+        model.set_grad_checkpointing()
+    return model
+
+
 def backbone_workload(args: argparse.Namespace,
                       device: torch.device,
                       compiled: bool,
                       fused: bool = True,
                       backbone: type = RegionViT,
-                      label: str = '') -> Workload:
-    """A RegionViT backbone on a random batch; training uses AdamW."""
+                      label: str = '',
+                      timm_model: Optional[str] = None) -> Workload:
+    """A RegionViT backbone (or the feature maps of timm model
+    ``timm_model``) on a random batch; training uses AdamW."""
     h, w = args.input_size
-    kwargs = dict(arch=args.arch, with_cp=args.with_cp)
-    if not fused:
-        kwargs['fused'] = False
-    model = backbone(**kwargs).to(device)
+    if timm_model:
+        model = timm_features(timm_model, (h, w), args.with_cp)
+        notes = [f'timm {timm_model}: features_only, img_size=({h}, {w})']
+    else:
+        kwargs = dict(arch=args.arch, with_cp=args.with_cp)
+        if not fused:
+            kwargs['fused'] = False
+        model = backbone(**kwargs)
+        notes = ['constructor defaults otherwise (det_norm on, no drop path)']
+    model.to(device)
     x = torch.randn(args.batch, 3, h, w, device=device)
     macs, uncounted = count_macs(model.eval(), (x, ))
     net = torch.compile(model) if compiled else model
     amp = _step_context(args, device)
-    notes = ['constructor defaults otherwise (det_norm on, no drop path)']
     if args.task == 'inference':
 
         def step() -> None:
@@ -288,7 +325,8 @@ def backbone_workload(args: argparse.Namespace,
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-    name = f'RegionViT-{args.arch}{label}' + (' compiled' if compiled else '')
+    name = timm_model or f'RegionViT-{args.arch}{label}'
+    name += ' compiled' if compiled else ''
     if not fused:
         name += ' reference'
     return Workload(name, step, macs, uncounted, notes)
@@ -595,9 +633,10 @@ def build_parser() -> argparse.ArgumentParser:
         '--task', choices=['inference', 'train'], default='inference')
     common.add_argument(
         '--dtype',
-        choices=['fp32', 'bf16'],
+        choices=sorted(DTYPES),
         default='fp32',
-        help='bf16: torch.autocast to bfloat16')
+        help='bf16, fp16: torch.autocast to that dtype (fp16 training '
+        'without loss scaling)')
     common.add_argument(
         '--compile', action='store_true', help='torch.compile the backbone')
     common.add_argument(
@@ -662,6 +701,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar='REV',
         help='time the backbone of git revision REV of this checkout (A) '
         'against the working tree\'s (B), alternating in one process')
+    backbone.add_argument(
+        '--compare-timm',
+        metavar='MODEL',
+        help="time the RegionViT backbone (A) against timm model MODEL's "
+        'feature maps (B: features_only, built for --input-size, random '
+        'weights), alternating in one process, e.g. '
+        'swin_tiny_patch4_window7_224')
     model = modes.add_parser(
         'model',
         parents=[common],
@@ -707,8 +753,8 @@ def validate(parser: argparse.ArgumentParser,
         parser.error(f'must be >= 1: {", ".join(bad)}')
     comparisons = [
         f'--{k.replace("_", "-")}'
-        for k in ('compare', 'compare_compile', 'compare_fused', 'baseline')
-        if getattr(args, k, None)
+        for k in ('compare', 'compare_compile', 'compare_fused', 'baseline',
+                  'compare_timm') if getattr(args, k, None)
     ]
     if len(comparisons) > 1:
         parser.error(f'{" and ".join(comparisons)} each time two workloads; '
@@ -727,6 +773,10 @@ def validate(parser: argparse.ArgumentParser,
     if args.live_memory and _glibc_in_use() is None:
         parser.error('--live-memory needs glibc >= 2.33 (mallinfo2)')
     if args.mode == 'backbone':
+        if args.compare_timm and not timm.is_model(args.compare_timm):
+            parser.error(f'--compare-timm {args.compare_timm}: no such timm '
+                         f'model (timm {timm.__version__}; timm.list_models()'
+                         ' lists them)')
         return torch.device(args.device), []
     if bool(args.config) == bool(args.compare):
         parser.error('model mode takes one CONFIG or --compare CONFIG_A '
@@ -816,6 +866,7 @@ def summarize(args: argparse.Namespace, device: torch.device,
         compare_compile=args.compare_compile,
         compare_fused=args.compare_fused,
         baseline=getattr(args, 'baseline', None),
+        compare_timm=getattr(args, 'compare_timm', None),
         freezing=args.freezing,
         with_cp=args.with_cp,
         load_avg_1min=dict(before=load[0], after=load[1]),
@@ -922,6 +973,11 @@ def compared_variants(args: argparse.Namespace) -> List[Dict[str, Any]]:
             dict(compiled=args.compile, fused=False),
             dict(compiled=args.compile)
         ]
+    if getattr(args, 'compare_timm', None):  # backbone mode only
+        return [
+            dict(compiled=args.compile),
+            dict(compiled=args.compile, timm_model=args.compare_timm)
+        ]
     if getattr(args, 'baseline', None):  # backbone mode only
         return [
             dict(
@@ -940,9 +996,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     gemm_size = args.gemm_size or (8192 if device.type == 'cuda' else 2048)
-    gemm_dtypes = {'fp32': torch.float32}
-    if args.dtype == 'bf16':
-        gemm_dtypes['bf16'] = torch.bfloat16
+    gemm_dtypes = gemm_references(args.dtype, device)
     load_before = os.getloadavg()[0]
     before = {
         k: measure_gemm(gemm_size, d, device)

@@ -12,7 +12,8 @@ way this process has (kernels in ``cpu_kernels.py``):
   for backward, and attention that stays fused in the backward;
 - any device: channels-last convolutions and padding masks built once per
   input size; other devices than the CPU get plain ops otherwise, with all
-  windows at once;
+  windows at once and attention masks laid out for SDPA's memory-efficient
+  kernel;
 - ``torch.compile``: the chunked inference and the opaque output copy,
   plain ops otherwise (Inductor fuses those itself).
 
@@ -31,6 +32,8 @@ from .windows import window_keep as _build_window_keep
 
 # Tokens per chunk when a CPU runs a block's windows chunk by chunk.
 CHUNK_TOKENS = 4096
+# Elements to which the rows of an attention mask are padded off the CPU.
+MASK_ALIGN = 8
 
 
 def enabled() -> bool:
@@ -112,11 +115,14 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     honours ``torch.nn.attention.sdpa_kernel``: SDPA's backend switches are
     process-wide, the CPU included despite their ``cuda`` names, and with
     the flash backend switched off (as for a materialising reference) plain
-    SDPA runs.
+    SDPA runs. Other devices get SDPA with the mask laid out for its
+    memory-efficient kernel (:func:`sdpa_mask`).
     """
+    if q.device.type != 'cpu':
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=sdpa_mask(mask, q.shape[0], q.dtype))
     mask = mask.to(q.dtype)  # e.g. float32 bias, bfloat16 q under autocast
     if (mask.requires_grad and torch.is_grad_enabled()
-            and q.device.type == 'cpu'
             and q.dtype in (torch.float32, torch.bfloat16)
             and torch.backends.cuda.flash_sdp_enabled()
             and not torch.compiler.is_compiling()):
@@ -124,6 +130,25 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     if mask.shape[0] not in (1, q.shape[0]):
         mask = mask.repeat(q.shape[0] // mask.shape[0], 1, 1, 1)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def sdpa_mask(mask: Tensor, windows: int, dtype: torch.dtype) -> Tensor:
+    """``mask`` ``(G, h, L, S)`` as the attention mask of ``windows`` windows
+    in ``dtype``: tiled to ``windows`` unless ``G`` is 1, in rows padded to
+    ``MASK_ALIGN`` elements, written by one copy.
+
+    On CUDA the only fused SDPA kernel that takes a mask needing a gradient
+    is the memory-efficient one, and it reads the mask in place only if
+    every stride but the last is a multiple of 8 elements; otherwise SDPA
+    copies it into padded rows itself, on every call (window lengths
+    ``1 + ws * ws`` are odd). It also wants the mask in the query's dtype.
+    """
+    g, h, length, s = mask.shape
+    n = 1 if g == 1 else windows
+    padded = -(-s // MASK_ALIGN) * MASK_ALIGN
+    out = mask.new_empty(n, h, length, padded, dtype=dtype)[..., :s]
+    out.unflatten(0, (n // g, g)).copy_(mask)
+    return out
 
 
 def _attend(attn: nn.Module,
@@ -178,12 +203,12 @@ def r2l_block(block: nn.Module, x: Tensor,
     # Inference, eager or compiled: windows are independent from here on,
     # so they go through in chunks, each taking its regional tokens as it
     # is built and written straight into the output.
-    if mask.shape[0] > 1:
-        mask = mask.expand(b, -1, -1, -1, -1).flatten(0, 1)
     x = x.view(b * nw, length, c)
     regional = regional.view(b * nw, 1, c)
     out = torch.empty_like(x)
     step = _window_chunk(x)
+    if mask.shape[0] > 1 and step < b * nw:  # per-window masks, chunked
+        mask = mask.expand(b, -1, -1, -1, -1).flatten(0, 1)
     for i in range(0, b * nw, step):
         chunk = torch.cat([regional[i:i + step], x[i:i + step, 1:]], 1)
         chunk_mask = mask if mask.shape[0] == 1 else mask[i:i + step]
