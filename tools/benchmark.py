@@ -8,6 +8,9 @@ Examples::
         --with-cp
     python tools/benchmark.py backbone --arch small --compare-compile
     python tools/benchmark.py backbone --arch small --compare-fused
+    python tools/benchmark.py backbone --arch small --compare-onnx
+    python tools/benchmark.py model --compare-onnx \
+        configs/detection/retinanet_regionvit_s_coco.py
     python tools/benchmark.py backbone --arch small --baseline HEAD~1
     python tools/benchmark.py backbone --arch small --device cuda \
         --dtype bf16 --batch 8 --compare-timm swin_tiny_patch4_window7_224
@@ -553,6 +556,64 @@ def model_workload(path: Path,
     return Workload(name, step, macs, uncounted, notes, extra)
 
 
+def onnx_workloads(args: argparse.Namespace,
+                   config: Optional[Path]) -> List[Workload]:
+    """PyTorch eager (A) and onnxruntime (B) computing the same thing on the
+    same input: the backbone, or what tools/export_onnx.py exports of a
+    model (a detector end to end, NMS included; a segmentor's logits; a
+    pose model's heatmaps), the file exported with dynamic sizes."""
+    from mmengine.registry import MODELS, init_default_scope
+
+    from mmregionvit.deploy import export as onnx_export
+    if config is None:
+        model = RegionViT(arch=args.arch).eval()
+        graph = onnx_export.backbone_graph(model)
+        x = torch.randn(args.batch, 3, *args.input_size)
+        macs, uncounted = count_macs(model, (x, ))
+        name = f'RegionViT-{args.arch}'
+    else:
+        cfg = Config.fromfile(str(config))
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
+        scope = cfg.get('default_scope', 'mmdet')
+        init_default_scope(scope)
+        data, _ = _synthetic_batch(cfg, scope, args, torch.device('cpu'))
+        cfg.model.backbone.init_cfg = None
+        model = MODELS.build(cfg.model).eval()
+        with torch.no_grad():
+            packed = model.data_preprocessor(data, False)
+        macs, uncounted = count_macs(
+            TensorMode(model, packed['data_samples']), (packed['inputs'], ))
+        h, w = args.input_size  # detectors pad inside the graph
+        x = packed['inputs'][..., :h, :w]
+        graph = onnx_export.model_graph(model, scope)
+        name = config.stem
+    with tempfile.TemporaryDirectory(prefix='regionvit-onnx-') as folder:
+        path = os.path.join(folder, 'model.onnx')
+        onnx_export.export(graph, x, path)
+        sess = onnx_export.session(path, threads=torch.get_num_threads())
+    feed = {onnx_export.INPUT: x.numpy()}
+    import onnxruntime
+
+    def eager() -> None:
+        with torch.no_grad():
+            graph.module(x)
+
+    notes = [
+        'the same computation: backbone, or the exported graph (detectors '
+        'end to end with NMS, masks unpasted); random weights'
+    ]
+    ort_notes = notes + [
+        f'onnxruntime {onnxruntime.__version__} CPU, '
+        f'{torch.get_num_threads()} intra-op threads, dynamic-size file'
+    ]
+    return [
+        Workload(f'{name} eager', eager, macs, uncounted, notes),
+        Workload(f'{name} onnxruntime', partial(sess.run, None, feed), macs,
+                 uncounted, ort_notes)
+    ]
+
+
 def latency_stats(seconds: List[float]) -> Dict[str, float]:
     """Median and spread in milliseconds."""
     ms = sorted(t * 1e3 for t in seconds)
@@ -649,6 +710,12 @@ def build_parser() -> argparse.ArgumentParser:
         action='store_true',
         help='time the reference path (A, fused=False) against the fused '
         'fast paths (B), alternating in one process')
+    common.add_argument(
+        '--compare-onnx',
+        action='store_true',
+        help='time PyTorch eager (A) against onnxruntime running the '
+        'exported file (B), alternating in one process (CPU, fp32 '
+        'inference)')
     common.add_argument(
         '--freezing',
         action='store_true',
@@ -754,7 +821,7 @@ def validate(parser: argparse.ArgumentParser,
     comparisons = [
         f'--{k.replace("_", "-")}'
         for k in ('compare', 'compare_compile', 'compare_fused', 'baseline',
-                  'compare_timm') if getattr(args, k, None)
+                  'compare_timm', 'compare_onnx') if getattr(args, k, None)
     ]
     if len(comparisons) > 1:
         parser.error(f'{" and ".join(comparisons)} each time two workloads; '
@@ -772,6 +839,12 @@ def validate(parser: argparse.ArgumentParser,
                      '--compare-compile or --device cuda')
     if args.live_memory and _glibc_in_use() is None:
         parser.error('--live-memory needs glibc >= 2.33 (mallinfo2)')
+    if args.compare_onnx and (args.device != 'cpu' or compiling
+                              or args.task != 'inference'
+                              or args.dtype != 'fp32' or args.with_cp):
+        parser.error('--compare-onnx times fp32 inference on the CPU: drop '
+                     '--device cuda, --compile, --task train, --dtype '
+                     'and --with-cp')
     if args.mode == 'backbone':
         if args.compare_timm and not timm.is_model(args.compare_timm):
             parser.error(f'--compare-timm {args.compare_timm}: no such timm '
@@ -865,6 +938,7 @@ def summarize(args: argparse.Namespace, device: torch.device,
         compile=args.compile,
         compare_compile=args.compare_compile,
         compare_fused=args.compare_fused,
+        compare_onnx=args.compare_onnx,
         baseline=getattr(args, 'baseline', None),
         compare_timm=getattr(args, 'compare_timm', None),
         freezing=args.freezing,
@@ -966,6 +1040,8 @@ def print_report(report: Dict[str, Any]) -> None:
 def compared_variants(args: argparse.Namespace) -> List[Dict[str, Any]]:
     """Keyword arguments of each workload to build from one model: A and B
     of a comparison, or the one asked for."""
+    if args.compare_onnx:  # built by onnx_workloads
+        return []
     if args.compare_compile:
         return [dict(compiled=False), dict(compiled=True)]
     if args.compare_fused:
@@ -1013,6 +1089,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 workloads.append(
                     backbone_workload(args, device, **variant) if path is
                     None else model_workload(path, args, device, **variant))
+        if args.compare_onnx:
+            torch.manual_seed(0)
+            workloads = onnx_workloads(args, configs[0] if configs else None)
     except ValueError as e:
         parser.error(str(e))
     with ExitStack() as stack:

@@ -2,6 +2,12 @@
 
     python tools/infer.py CONFIG CHECKPOINT demo.jpg [more images or a folder]
         [--out-dir outputs] [--score-thr 0.3] [--device cpu]
+    python tools/infer.py CONFIG MODEL.onnx demo.jpg --backend onnxruntime
+
+With ``--backend onnxruntime``, CHECKPOINT is a file exported from CONFIG
+by tools/export_onnx.py: onnxruntime runs the network, the config's own
+preprocessing and post-processing run around it, and the outputs are
+written as for the PyTorch model.
 
 Detection configs draw boxes and masks, segmentation configs the label
 map, keypoint configs the skeletons (whole image as the person box). The
@@ -28,7 +34,10 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Predict and visualise')
     parser.add_argument('config')
-    parser.add_argument('checkpoint')
+    parser.add_argument(
+        'checkpoint',
+        help='weights, or an exported .onnx file with '
+        '--backend onnxruntime')
     parser.add_argument('inputs', nargs='+', help='images or folders')
     parser.add_argument('--out-dir', default='outputs')
     parser.add_argument(
@@ -37,6 +46,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=0.3,
         help='detection score threshold for drawing')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--backend',
+        choices=['pytorch', 'onnxruntime'],
+        default='pytorch',
+        help='onnxruntime: run an exported .onnx file')
     return parser.parse_args(argv)
 
 
@@ -66,6 +80,23 @@ def image_files(inputs: List[str]) -> List[str]:
     return files
 
 
+def check_backend(args: argparse.Namespace) -> None:
+    """An .onnx file goes with --backend onnxruntime, and only it."""
+    is_onnx = args.checkpoint.endswith('.onnx')
+    if args.backend == 'onnxruntime' and not is_onnx:
+        raise ValueError(f'--backend onnxruntime runs an exported .onnx '
+                         f'file, got {args.checkpoint}; export one with '
+                         'tools/export_onnx.py model CONFIG.')
+    if args.backend == 'pytorch' and is_onnx:
+        raise ValueError(f'{args.checkpoint} is an ONNX file: add --backend '
+                         'onnxruntime.')
+
+
+def inferencer_model(inferencer):
+    """The model an upstream inferencer runs."""
+    return getattr(inferencer, 'inferencer', inferencer).model
+
+
 def build_inferencer(cfg, checkpoint: str, device: str):
     """The upstream inferencer of the config's library."""
     scope = cfg.default_scope
@@ -91,15 +122,28 @@ def main(argv=None) -> int:
     try:
         if missing:
             raise FileNotFoundError(f'not found: {", ".join(missing)}')
+        check_backend(args)
         cfg = load_config(args.config)
         check_channels(cfg.model)
-        read_state_dict(args.checkpoint, mmap=True)  # holds weights at all
+        if args.backend == 'pytorch':  # the file holds weights at all
+            read_state_dict(args.checkpoint, mmap=True)
         inputs = image_files(args.inputs)
     except (FileNotFoundError, ImportError, ValueError, PreflightError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     cfg.model.backbone.init_cfg = None  # weights come from the checkpoint
-    inferencer = build_inferencer(cfg, args.checkpoint, args.device)
+    if args.backend == 'onnxruntime':
+        from mmregionvit.deploy.runtime import use_onnxruntime
+        inferencer = build_inferencer(cfg, None, args.device)
+        try:
+            use_onnxruntime(
+                inferencer_model(inferencer), args.checkpoint,
+                cfg.default_scope)
+        except ValueError as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 2
+    else:
+        inferencer = build_inferencer(cfg, args.checkpoint, args.device)
     if cfg.default_scope == 'mmdet':
         inferencer(
             inputs,

@@ -32,8 +32,8 @@ log "installing torch and torchvision"
 "${PIP[@]}" install -q -r "$ROOT/requirements/torch.txt"
 
 # --- the pure-Python stack (mmcv imports mmengine) -----------------------
-log "installing mmengine, mmdet, mmsegmentation, timm and test tools"
-"${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+log "installing mmengine, mmdet, mmsegmentation, timm, onnxruntime and test tools"
+"${PIP[@]}" install -q -c "$ROOT/requirements/torch.txt" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/deploy.txt" -r "$ROOT/requirements/tests.txt"
 
 # --- mmcv with its ops ----------------------------------------------------
 key=$("$PY" - <<'PY'

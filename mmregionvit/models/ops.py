@@ -10,10 +10,17 @@ way this process has (kernels in ``cpu_kernels.py``):
   block's windows in cache-sized chunks written straight into the output;
 - CPU training (fp32, or bf16 autocast): LayerNorm-led ops that keep less
   for backward, and attention that stays fused in the backward;
+<<<<<<< HEAD
 - any device: channels-last convolutions and padding masks built once per
   input size; other devices than the CPU get plain ops otherwise, with all
   windows at once and attention masks laid out for SDPA's memory-efficient
   kernel;
+=======
+- any device: channels-last convolutions, padding masks built once per
+  input size and window tensors written with one copy of the local tokens;
+  other devices than the CPU get plain ops otherwise, with all windows at
+  once;
+>>>>>>> onnx
 - ``torch.compile``: the chunked inference and the opaque output copy,
   plain ops otherwise (Inductor fuses those itself).
 
@@ -28,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import cpu_kernels
+from .windows import WindowLayout
 from .windows import window_keep as _build_window_keep
 
 # Tokens per chunk when a CPU runs a block's windows chunk by chunk.
@@ -214,6 +222,18 @@ def r2l_block(block: nn.Module, x: Tensor,
         chunk_mask = mask if mask.shape[0] == 1 else mask[i:i + step]
         _local(block, chunk, chunk_mask, out=out[i:i + step])
     return out.view(b, nw, length, c)
+
+
+def to_windows(layout: WindowLayout, regional: Tensor,
+               local: Tensor) -> Tensor:
+    """``layout.to_windows(regional, local)``, copying the local tokens once:
+    straight into the window tensor."""
+    windows = layout.local_windows(local)
+    b, h_win, w_win, ws, _, c = windows.shape
+    out = windows.new_empty(b, h_win, w_win, 1 + ws * ws, c)
+    out[:, :, :, 0] = regional.permute(0, 2, 3, 1)
+    out[:, :, :, 1:].unflatten(3, (ws, ws)).copy_(windows)
+    return out.flatten(1, 2)
 
 
 def channels_last(x: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor
 from ..registry import MODELS
 from . import ops
 from .variants import resolve_arch
-from .windows import WindowLayout, rel_pos_index, window_keep
+from .windows import WindowLayout, rel_pos_index, symbolic, window_keep
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -88,8 +88,10 @@ class RegionalEmbed(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         r = self.region
-        if h % r or w % r:
-            ph, pw = r - h % r, r - w % r
+        if symbolic(h, w) or h % r or w % r:
+            # arithmetic, not a branch: graphs pad every size correctly
+            uneven = (h % r != 0) | (w % r != 0)
+            ph, pw = (r - h % r) * uneven, (r - w % r) * uneven
             x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
         return super().forward(x)
 
@@ -166,7 +168,7 @@ class R2LAttention(nn.Module):
         an additive ``mask`` that broadcasts to ``(..., heads, N, N)``."""
         qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, -1))
         # each (..., heads, N, d)
-        q, k, v = qkv.movedim(-3, 0).transpose(-2, -3).unbind(0)
+        q, k, v = (t.transpose(-2, -3) for t in qkv.unbind(-3))
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(x.transpose(-2, -3).flatten(-2))
 
@@ -213,23 +215,24 @@ class R2LBlock(nn.Module):
             mask = mask.masked_fill(~pad_keep[:, None], torch.finfo(dtype).min)
         return mask
 
+    def drop_windows(self, x: Tensor) -> Tensor:
+        """Stochastic depth on ``(B, nW, L, C)``. Official quirk: from the
+        local attention on, each window is a sample of its own, so windows
+        are dropped rather than images."""
+        return self.drop_path(x.flatten(0, 1)).view_as(x)
+
     def forward(self, x: Tensor, pad_keep: Optional[Tensor]) -> Tensor:
         if self.fused and ops.enabled():
             return ops.r2l_block(self, x, pad_keep)
-        b, nw, length, c = x.shape
         regional = x[:, :, 0]
         regional = regional + self.drop_path(
             self.attn(self.regional_norm(regional)))
-        # Official quirk: from here on each window is a sample of its own,
-        # so stochastic depth drops windows rather than images.
         x = torch.cat([regional.unsqueeze(2), x[:, :, 1:]], dim=2)
-        x = x.flatten(0, 1)
+        # all windows of all images at once; the mask, per window or one
+        # for all, is the same for every image
         mask = self.local_mask(pad_keep, x.dtype)
-        if mask.shape[0] > 1:  # per window, the same for every image
-            mask = mask.repeat(b, 1, 1, 1)
-        x = x + self.drop_path(self.attn(self.local_norm(x), mask))
-        x = x + self.drop_path(self.mlp(self.mlp_norm(x)))
-        return x.view(b, nw, length, c)
+        x = x + self.drop_windows(self.attn(self.local_norm(x), mask))
+        return x + self.drop_windows(self.mlp(self.mlp_norm(x)))
 
 
 class RegionViTStage(nn.Module):
@@ -264,14 +267,14 @@ class RegionViTStage(nn.Module):
         regional = self.downsample(regional)
         local = self.downsample(local)
         layout = WindowLayout(regional, local, self.window_size)
+        fast = self.fused and ops.enabled()
+        build_keep = ops.window_keep if fast else window_keep
+        to_windows = ops.to_windows if fast else WindowLayout.to_windows
         pad_keep = None
         if layout.padded:
-            build = window_keep
-            if self.fused and ops.enabled():
-                build = ops.window_keep
-            pad_keep = build(layout.h_win, layout.w_win, layout.ws,
-                             layout.pad_b, layout.pad_r, local.device)
-        x = layout.to_windows(regional, local)
+            pad_keep = build_keep(layout.h_win, layout.w_win, layout.ws,
+                                  layout.pad_b, layout.pad_r, local.device)
+        x = to_windows(layout, regional, local)
         for i, block in enumerate(self.blocks):
             if self.with_cp and x.requires_grad:
                 x = cp.checkpoint(block, x, pad_keep, use_reentrant=False)
@@ -283,8 +286,8 @@ class RegionViTStage(nn.Module):
                 # local tokens restart from zero afterwards, as officially.
                 regional = layout.regional_map(x)
                 local = layout.local_map(x)
-                x = layout.to_windows(regional + self.peg(regional),
-                                      local + self.peg(local))
+                x = to_windows(layout, regional + self.peg(regional),
+                               local + self.peg(local))
         regional = layout.regional_map(x)
         if self.out_norm is not None:
             x = self.out_norm(x)

@@ -1,0 +1,2 @@
+"""Deployment: ONNX export of the backbone and of each task's model, and
+running the exported files in onnxruntime."""
