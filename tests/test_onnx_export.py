@@ -10,7 +10,8 @@ from conftest import load_fixture, official_arch
 from detection_helpers import ROOT, build_detector, mini_detector_cfg
 
 from mmregionvit.deploy import export as onnx_export
-from mmregionvit.deploy.detection import batched_nms
+from mmregionvit.deploy.detection import (batched_nms, detectron_nms,
+                                          final_detections, is_detectron)
 from mmregionvit.models import RegionViT
 
 
@@ -77,12 +78,40 @@ def perturbed_detector(kind: str, **test_cfg):
     return model
 
 
+def with_mmdet_heads(model):
+    """The detector with mmdet's heads, box coders and RoI level
+    assignment in place of the detectron2 ones (the same weights)."""
+    from mmdet.models.dense_heads import RetinaHead, RPNHead
+    from mmdet.models.roi_heads import (FCNMaskHead, Shared2FCBBoxHead,
+                                        SingleRoIExtractor)
+    from mmdet.models.task_modules.coders import DeltaXYWHBBoxCoder
+    if hasattr(model, 'roi_head'):
+        roi = model.roi_head
+        model.rpn_head.__class__ = RPNHead
+        model.rpn_head.bbox_coder = DeltaXYWHBBoxCoder()
+        roi.bbox_head.__class__ = Shared2FCBBoxHead
+        roi.bbox_head.bbox_coder = DeltaXYWHBBoxCoder(
+            target_stds=[0.1, 0.1, 0.2, 0.2])
+        roi.mask_head.__class__ = FCNMaskHead
+        for extractor in (roi.bbox_roi_extractor, roi.mask_roi_extractor):
+            extractor.__class__ = SingleRoIExtractor
+    else:
+        model.bbox_head.__class__ = RetinaHead
+        model.bbox_head.bbox_coder = DeltaXYWHBBoxCoder()
+    return model
+
+
+@pytest.mark.parametrize('heads', ['detectron2', 'mmdet'])
 @pytest.mark.parametrize('kind', ['retinanet', 'maskrcnn'])
-def test_detector_matches_predict(kind, tmp_path):
-    """onnxruntime's detections are ``model.predict``'s: 100 per image with
-    the score threshold at 0, on images no multiple of 32 (the graph pads
-    them), at the traced size and at another one with two images."""
+def test_detector_matches_predict(kind, heads, tmp_path):
+    """onnxruntime's detections are ``model.predict``'s, with the configs'
+    detectron2 heads and with mmdet's: 100 per image with the score
+    threshold at 0, on images no multiple of 32 (the graph pads them), at
+    the traced size and at another one with two images."""
     model = perturbed_detector(kind)
+    if heads == 'mmdet':
+        model = with_mmdet_heads(model)
+    assert is_detectron(model) == (heads == 'detectron2')
     graph = onnx_export.model_graph(model, 'mmdet')
     images = onnx_export.random_images(1, (203, 301))
     example = onnx_export.detector_batch(model, images)[1]
@@ -129,6 +158,67 @@ def test_detector_without_detections_and_check_failure(tmp_path):
         model.bbox_head.retina_cls.bias.add_(10.0)
     with pytest.raises(onnx_export.CheckFailed, match='finds 0 detections'):
         onnx_export.check_detector(sess, model, images)
+
+
+def test_final_detections_drop_empty_boxes_for_detectron2_heads():
+    """Scaled to the original image and clipped, a box right of it is
+    empty: detectron2's heads drop it, mmdet's keep it."""
+    found = dict(
+        bboxes=torch.tensor([[10., 10., 20., 20.], [120., 5., 130., 15.]]),
+        scores=torch.tensor([.9, .8]),
+        labels=torch.tensor([1, 2]))
+    out = final_detections(found, (.5, .5), (200, 200), detectron=True)
+    assert out['labels'].tolist() == [1]
+    torch.testing.assert_close(out['bboxes'],
+                               torch.tensor([[20., 20., 40., 40.]]))
+    out = final_detections(found, (.5, .5), (200, 200), detectron=False)
+    assert out['labels'].tolist() == [1, 2]
+
+
+class DetectronNMS(torch.nn.Module):
+
+    def forward(self, boxes, scores, idxs, valid):
+        return detectron_nms(boxes, scores, idxs, valid, 3, 0.5, 5)
+
+
+@pytest.mark.parametrize('candidates', [1000, 1001])
+def test_detectron_nms_is_torchvisions(candidates, tmp_path):
+    """detectron2's NMS (torchvision's batched_nms on a CPU) offsets the
+    boxes by group up to 1000 candidates and runs each group alone above
+    that; so do the graphs, in PyTorch and onnxruntime. Boxes A and B of
+    group 1 (IoU 0.497, kept at 0.5) are offset past 2^21 by the far box
+    of group 0: B's x rounds and B is suppressed; without the offsets, it
+    is kept. Small boxes of group 2, of lower and distinct scores, fill up
+    the candidates."""
+    far = 2.1e6
+    filler = torch.arange(candidates - 3, dtype=torch.float)[:, None] * 2
+    boxes = torch.cat([
+        torch.tensor([[far, far, far + 10, far + 10], [0, 0, 10, 10],
+                      [3.36, 0, 13.36, 10]]),
+        torch.cat([filler + 20, filler * 0 + 20, filler + 21, filler * 0 + 21],
+                  1)
+    ])[None]
+    scores = torch.cat([torch.tensor([.5, .9, .8]),
+                        .01 - filler[:, 0] * 1e-6])[None]
+    idxs = torch.cat(
+        [torch.tensor([0, 1, 1]),
+         torch.full((candidates - 3, ), 2)])[None]
+    valid = torch.ones_like(idxs, dtype=torch.bool)
+    ref = torchvision.ops.batched_nms(boxes[0], scores[0], idxs[0], 0.5)[:5]
+    assert (2 in ref.tolist()) == (candidates > 1000)
+    got = detectron_nms(boxes, scores, idxs, valid, 3, 0.5, 5)[0]
+    assert got.tolist() == ref.tolist()
+    path = str(tmp_path / 'nms.onnx')
+    torch.onnx.export(
+        DetectronNMS(), (boxes, scores, idxs, valid),
+        path,
+        dynamo=False,
+        opset_version=onnx_export.OPSET)
+    sess = onnx_export.session(path)
+    inputs = dict(
+        zip([i.name for i in sess.get_inputs()],
+            (t.numpy() for t in (boxes, scores, idxs, valid))))
+    assert sess.run(None, inputs)[0][0].tolist() == ref.tolist()
 
 
 class BatchedNMS(torch.nn.Module):

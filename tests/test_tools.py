@@ -262,3 +262,66 @@ def test_model_checks_before_any_work(tmp_path, capsys):
         load_tool('benchmark').main(
             ['model', str(config), '--repeat', '1', '--warmup', '1'])
     assert exc.value.code == 2 and wrong in capsys.readouterr().err
+
+
+def test_export_tool_and_infer_with_onnxruntime(trained, tmp_path, capsys):
+    """tools/export_onnx.py exports the trained demo detector (checked in
+    onnxruntime), and tools/infer.py --backend onnxruntime writes the
+    predictions the PyTorch model writes."""
+    pytest.importorskip('onnxruntime')
+    data, work = trained
+    checkpoint = str(work / 'iter_6.pth')
+    onnx_file = str(tmp_path / 'demo.onnx')
+    # no score threshold: barely trained, the detector has detections then
+    config = tmp_path / 'demo_all_scores.py'
+    config.write_text(
+        f'_base_ = {DEMO_DET!r}\n'
+        'model = dict(test_cfg=dict(rcnn=dict(score_thr=0.0)))\n')
+    config = str(config)
+    assert load_tool('export_onnx').main([
+        'model', config, checkpoint, '--out', onnx_file, '--shape', '192',
+        '192', '--dynamic'
+    ]) == 0
+    out = capsys.readouterr().out
+    assert 'onnxruntime vs PyTorch, 1x3x192x192: the same 100 detections' \
+        in out
+    assert 'onnxruntime vs PyTorch, 2x3x145x145: the same 200 detections' \
+        in out
+    assert f'tools/infer.py {config} {onnx_file}' in out
+    image = sorted((Path(data) / 'val').glob('*.png'))[0]
+    infer = load_tool('infer')
+    preds = {}
+    for backend, weights in (('pytorch', checkpoint), ('onnxruntime',
+                                                       onnx_file)):
+        assert infer.main([
+            config, weights,
+            str(image), '--out-dir',
+            str(tmp_path / backend), '--backend', backend
+        ]) == 0
+        assert (tmp_path / backend / 'vis' / image.name).is_file()
+        preds[backend] = json.loads(
+            (tmp_path / backend / 'preds' / f'{image.stem}.json').read_text())
+    ref, got = preds['pytorch'], preds['onnxruntime']
+    assert len(ref['labels']) > 0
+    assert got['labels'] == ref['labels']
+    torch.testing.assert_close(
+        torch.tensor(got['scores']),
+        torch.tensor(ref['scores']),
+        atol=1e-4,
+        rtol=0)
+    torch.testing.assert_close(
+        torch.tensor(got['bboxes']),
+        torch.tensor(ref['bboxes']),
+        atol=1e-3,
+        rtol=0)
+    # an .onnx file needs --backend onnxruntime, and the other way round
+    assert infer.main([config, onnx_file, str(image)]) == 2
+    assert infer.main(
+        [config, checkpoint,
+         str(image), '--backend', 'onnxruntime']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f'error: {onnx_file} is an ONNX file: add --backend onnxruntime.',
+        f'error: --backend onnxruntime runs an exported .onnx file, got '
+        f'{checkpoint}; export one with tools/export_onnx.py model CONFIG.'
+    ]

@@ -2,8 +2,9 @@
 
 The modules here compute what an mmdet detector's ``predict`` computes
 (RetinaNet, and Mask R-CNN or Faster R-CNN with a ``StandardRoIHead``),
-written with fixed-size tensors so that one traced graph serves every
-image size and batch. They call the detector's own layers, prior
+with mmdet's heads or with the detectron2 heads of the official detector
+configs (``mmregionvit.Detectron*``), written with fixed-size tensors so
+that one traced graph serves every image size and batch. They call the detector's own layers, prior
 generator, box coders and RoI level assignment, read the thresholds from
 its ``test_cfg``, and use standard ONNX operators for NMS and RoIAlign
 (``onnx_ops.py``). Outputs follow mmdeploy's names and layout:
@@ -15,14 +16,17 @@ its ``test_cfg``, and use standard ONNX operators for NMS and RoIAlign
   box; :func:`paste_masks` makes the image-sized masks.
 
 An image with fewer than ``K`` detections has label ``-1`` and zeros on the
-rows after its last one.
+rows after its last one. Scaling the boxes to the original image (and,
+for the detectron2 heads, clipping them to it and dropping those left
+empty, as detectron2's ``detector_postprocess`` does) is the small Python
+step :func:`final_detections`.
 
 The input is the image as the data preprocessor makes it (colour order,
 mean and std applied), before its padding: the graph pads bottom-right to
 the preprocessor's ``pad_size_divisor`` itself, so that boxes are clipped
 to the image and not to its padding, as ``predict`` does.
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 from unittest import mock
 
 import torch
@@ -32,8 +36,13 @@ from torch import Tensor
 
 from .onnx_ops import non_max_suppression, roi_align
 
-# Scores of left-out candidates; kept ones are >= 0.
+# Scores of left-out candidates; kept ones are >= 0 (probabilities) or
+# finite logits (detectron2's RPN ranks by logit).
 _EXCLUDED = -1.0
+_EXCLUDED_LOGIT = -1e30
+# torchvision's batched_nms (detectron2's NMS) on a CPU offsets the boxes by
+# group up to this many candidates and runs one NMS per group above it.
+TORCHVISION_SPLIT = 1000
 
 
 def pad_to_divisor(images: Tensor, divisor: int, value: float) -> Tensor:
@@ -63,9 +72,9 @@ def top_candidates(scores: Tensor, k: int) -> Tuple[Tensor, Tensor, Tensor]:
 
 
 def decode(coder, priors: Tensor, deltas: Tensor,
-           image_shape: Tuple[Tensor, Tensor]) -> Tensor:
+           image_shape: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
     """``coder.decode`` of ``(N, M, 4)`` priors and ``(N, M, 4k)`` deltas,
-    clipped (if the coder clips) to ``image_shape``."""
+    clipped (if the coder clips) to ``image_shape`` unless it is None."""
     n, m = deltas.shape[:2]
     # mmdet's coders refuse to run while exporting (mmdeploy swaps them for
     # its own); their code traces correctly, so they are let run
@@ -110,28 +119,62 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, valid: Tensor,
                          f'0); the config has {nms_cfg}.')
     scores = scores.masked_fill(~valid, _EXCLUDED)
     if not cfg.get('class_agnostic', False):
-        largest = boxes.masked_fill(~valid[..., None], float('-inf')).amax(
-            (1, 2))
-        largest = torch.where(valid.any(1), largest, torch.zeros_like(largest))
-        boxes = boxes + (idxs.to(boxes) * (largest[:, None] + 1))[..., None]
+        boxes = _offset_by_group(boxes, idxs, valid)
     kept = non_max_suppression(boxes, scores[:, None], max_num,
                                cfg['iou_threshold'], _EXCLUDED / 2)
-    return _rank(kept, scores, max_num)
+    return _rank(kept, scores, max_num, _EXCLUDED)
 
 
-def _rank(kept: Tensor, scores: Tensor, max_num: int) -> Tensor:
+def _offset_by_group(boxes: Tensor, idxs: Tensor, valid: Tensor) -> Tensor:
+    """Boxes offset by ``group * (largest valid coordinate + 1)``."""
+    largest = boxes.masked_fill(~valid[..., None], float('-inf')).amax((1, 2))
+    largest = torch.where(valid.any(1), largest, torch.zeros_like(largest))
+    return boxes + (idxs.to(boxes) * (largest[:, None] + 1))[..., None]
+
+
+def detectron_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, valid: Tensor,
+                  num_groups: int, iou_threshold: float,
+                  max_num: int) -> Tensor:
+    """detectron2's NMS (torchvision's ``batched_nms`` on a CPU, see
+    ``mmregionvit.models.detectron_boxes.batched_nms``) on each image's
+    valid candidates: with up to ``TORCHVISION_SPLIT`` of them, on the boxes
+    offset by group; with more, one NMS per group (ONNX's class axis).
+
+    ``scores`` may be logits; ``idxs`` are groups in ``[0, num_groups)``.
+    Returns ``(N, max_num)`` indices as :func:`batched_nms`.
+    """
+    scores = scores.masked_fill(~valid, _EXCLUDED_LOGIT)
+    threshold = _EXCLUDED_LOGIT / 2
+    offset = non_max_suppression(
+        _offset_by_group(boxes, idxs, valid), scores[:, None], max_num,
+        iou_threshold, threshold)
+    own = idxs[:, None] == torch.arange(num_groups)[None, :, None]
+    per_group = non_max_suppression(
+        boxes,
+        torch.where(own, scores[:, None],
+                    torch.full_like(scores[:, None], _EXCLUDED_LOGIT)),
+        max_num, iou_threshold, threshold)
+    many = valid.sum(1, keepdim=True) > TORCHVISION_SPLIT
+    return torch.where(many, _rank(per_group, scores, max_num,
+                                   _EXCLUDED_LOGIT),
+                       _rank(offset, scores, max_num, _EXCLUDED_LOGIT))
+
+
+def _rank(kept: Tensor, scores: Tensor, max_num: int,
+          excluded: float) -> Tensor:
     """``(S, 3)`` NMS rows (image, group, candidate) -> each image's best
-    ``max_num`` candidates, ``(N, max_num)``, ``-1`` padded."""
+    ``max_num`` candidates, ``(N, max_num)``, ``-1`` padded; ``excluded``
+    is below every kept score."""
     image, candidate = kept[:, 0], kept[:, 2]
     own = image[None] == torch.arange(scores.shape[0])[:, None]
     table = torch.where(own, scores[image, candidate][None],
-                        torch.full_like(own, _EXCLUDED, dtype=scores.dtype))
+                        torch.full_like(own, excluded, dtype=scores.dtype))
     # max_num columns more, of no candidate: at least max_num, even if NMS
     # kept none
-    table = F.pad(table, (0, max_num), value=_EXCLUDED)
+    table = F.pad(table, (0, max_num), value=excluded)
     top, column = table.topk(max_num, dim=1)
     best = F.pad(candidate, (0, max_num), value=-1)[column]
-    return torch.where(top > _EXCLUDED / 2, best, torch.full_like(best, -1))
+    return torch.where(top > excluded / 2, best, torch.full_like(best, -1))
 
 
 def select(keep: Tensor, *values: Tensor) -> List[Tensor]:
@@ -154,9 +197,11 @@ def outputs(boxes: Tensor, scores: Tensor, labels: Tensor,
     return torch.cat([boxes, scores[..., None]], -1), labels
 
 
-def level_outputs(head, feats: List[Tensor]) -> Tuple[List[Tensor], ...]:
-    """A dense head's per-level scores ``(N, M_l, C)``, deltas
-    ``(N, M_l, 4)`` and priors ``(N, M_l, 4)``."""
+def level_outputs(head,
+                  feats: List[Tensor],
+                  logits: bool = False) -> Tuple[List[Tensor], ...]:
+    """A dense head's per-level scores ``(N, M_l, C)`` (or its logits),
+    deltas ``(N, M_l, 4)`` and priors ``(N, M_l, 4)``."""
     cls_scores, bbox_preds = head(feats)
     sizes = [c.shape[-2:] for c in cls_scores]
     priors = head.prior_generator.grid_priors(
@@ -165,7 +210,9 @@ def level_outputs(head, feats: List[Tensor]) -> Tuple[List[Tensor], ...]:
     scores, deltas, level_priors = [], [], []
     for cls, reg, prior in zip(cls_scores, bbox_preds, priors):
         cls = cls.permute(0, 2, 3, 1).reshape(n, -1, head.cls_out_channels)
-        if head.use_sigmoid_cls:
+        if logits:
+            scores.append(cls)
+        elif head.use_sigmoid_cls:
             scores.append(cls.sigmoid())
         else:  # background last
             scores.append(cls.softmax(-1)[..., :-1])
@@ -176,11 +223,13 @@ def level_outputs(head, feats: List[Tensor]) -> Tuple[List[Tensor], ...]:
 
 
 class DetectorGraph(nn.Module):
-    """Common parts: input padding and image size."""
+    """Common parts: input padding and image size; ``detectron``: the
+    detector has the detectron2 heads (see :func:`is_detectron`)."""
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
         self.detector = detector
+        self.detectron = is_detectron(detector)
         pre = detector.data_preprocessor
         self.pad_divisor = int(getattr(pre, 'pad_size_divisor', 1))
         self.pad_value = float(getattr(pre, 'pad_value', 0))
@@ -196,12 +245,7 @@ class RetinaNetGraph(DetectorGraph):
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__(detector)
-        head = detector.bbox_head
-        from ..models.retina_head import DetectronRetinaHead
-
-        # it clips the boxes after NMS rather than when decoding
-        self.clip_after_nms = isinstance(head, DetectronRetinaHead)
-        self.cfg = head.test_cfg
+        self.cfg = detector.bbox_head.test_cfg
 
     def forward(self, images: Tensor) -> Tuple[Tensor, Tensor]:
         head, cfg = self.detector.bbox_head, self.cfg
@@ -223,13 +267,17 @@ class RetinaNetGraph(DetectorGraph):
                        gather_rows(delta, anchor), image_shape))
         boxes, scores, labels, valid = (
             torch.cat(t, 1) for t in (boxes, top_scores, labels, valid))
-        if cfg.get('min_bbox_size', -1) >= 0:
-            valid = valid & _larger_than(boxes, cfg.min_bbox_size)
-        keep = batched_nms(boxes, scores, labels, valid, cfg.nms,
-                           cfg.max_per_img)
-        if self.clip_after_nms:
-            boxes = clip(boxes, image_shape)
-        return outputs(boxes, scores, labels, keep)
+        if not self.detectron:
+            if cfg.get('min_bbox_size', -1) >= 0:
+                valid = valid & _larger_than(boxes, cfg.min_bbox_size)
+            keep = batched_nms(boxes, scores, labels, valid, cfg.nms,
+                               cfg.max_per_img)
+            return outputs(boxes, scores, labels, keep)
+        # detectron2: NMS on the unclipped boxes, which are clipped after
+        keep = detectron_nms(boxes, scores, labels, valid,
+                             head.cls_out_channels, cfg.nms.iou_threshold,
+                             cfg.max_per_img)
+        return outputs(clip(boxes, image_shape), scores, labels, keep)
 
 
 def _larger_than(boxes: Tensor, size: float) -> Tensor:
@@ -285,13 +333,25 @@ class TwoStageGraph(DetectorGraph):
             bbox_pred = bbox_pred.repeat(1, num_classes)
         rois = proposals.repeat_interleave(num_classes, dim=1)
         boxes = decode(head.bbox_coder, rois,
-                       bbox_pred.reshape(n, p * num_classes, 4), image_shape)
+                       bbox_pred.reshape(n, p * num_classes, 4),
+                       None if self.detectron else image_shape)
         labels = torch.arange(num_classes).repeat(p)[None].expand(n, -1)
         valid = proposal_valid.repeat_interleave(
             num_classes, dim=1) & (
                 scores > cfg.score_thr)
-        keep = batched_nms(boxes, scores, labels, valid, cfg.nms,
-                           cfg.max_per_img)
+        if self.detectron:
+            # detectron2 drops proposals whose boxes or scores are not
+            # finite, clips the boxes, and runs its NMS per class
+            finite = torch.isfinite(cls_score.softmax(-1)).all(-1).reshape(
+                n, p) & torch.isfinite(boxes).all(-1).reshape(
+                    n, p, num_classes).all(-1)
+            valid = valid & finite.repeat_interleave(num_classes, dim=1)
+            boxes = clip(boxes, image_shape)
+            keep = detectron_nms(boxes, scores, labels, valid, num_classes,
+                                 cfg.nms.iou_threshold, cfg.max_per_img)
+        else:
+            keep = batched_nms(boxes, scores, labels, valid, cfg.nms,
+                               cfg.max_per_img)
         dets, labels = outputs(boxes, scores, labels, keep)
         if not self.with_mask:
             return dets, labels
@@ -300,6 +360,8 @@ class TwoStageGraph(DetectorGraph):
     def proposals(self, feats: Tuple[Tensor, ...],
                   image_shape) -> Tuple[Tensor, Tensor]:
         """The RPN's proposals, ``(N, max_per_img, 4)``, and which exist."""
+        if self.detectron:
+            return self.detectron_proposals(feats, image_shape)
         head = self.detector.rpn_head
         cfg = head.test_cfg
         scores, deltas, priors = level_outputs(head, feats)
@@ -324,6 +386,38 @@ class TwoStageGraph(DetectorGraph):
                            cfg.max_per_img)
         return select(keep, boxes)[0], keep >= 0
 
+    def detectron_proposals(self, feats: Tuple[Tensor, ...],
+                            image_shape) -> Tuple[Tensor, Tensor]:
+        """detectron2's ``find_top_rpn_proposals`` (``DetectronRPNHead``):
+        the ``nms_pre`` best logits per level, non-finite proposals
+        dropped, boxes clipped, empty ones (no larger than
+        ``min_bbox_size``) dropped, NMS per level by logit."""
+        head = self.detector.rpn_head
+        cfg = head.test_cfg
+        logits, deltas, priors = level_outputs(head, feats, logits=True)
+        nms_pre = cfg.get('nms_pre', -1)
+        boxes, top_logits, levels, valid = [], [], [], []
+        for level, (logit, delta,
+                    prior) in enumerate(zip(logits, deltas, priors)):
+            logit = logit[..., 0]
+            k = nms_pre if nms_pre > 0 else logit.shape[1]
+            top, index, exists = top_candidates(logit, k)
+            top_logits.append(top)
+            valid.append(exists)
+            levels.append(torch.full_like(index, level))
+            boxes.append(
+                decode(head.bbox_coder, gather_rows(prior, index),
+                       gather_rows(delta, index), None))
+        boxes, logits, levels, valid = (
+            torch.cat(t, 1) for t in (boxes, top_logits, levels, valid))
+        valid = valid & torch.isfinite(boxes).all(-1) & torch.isfinite(logits)
+        boxes = clip(boxes, image_shape)
+        min_size = cfg.get('min_bbox_size', 0)
+        valid = valid & _larger_than(boxes, min_size)
+        keep = detectron_nms(boxes, logits, levels, valid, len(priors),
+                             cfg.nms.iou_threshold, cfg.max_per_img)
+        return select(keep, boxes)[0], keep >= 0
+
     def masks(self, feats: Tuple[Tensor, ...], boxes: Tensor,
               labels: Tensor) -> Tensor:
         """Mask probabilities of each detection's class, ``(N, K, h, w)``."""
@@ -344,6 +438,29 @@ class TwoStageGraph(DetectorGraph):
                            torch.zeros_like(masks))
 
 
+def is_detectron(detector: nn.Module) -> bool:
+    """Whether ``detector`` has the detectron2 heads of the official
+    detector configs; a mix of detectron2 and mmdet heads is refused."""
+    from ..models import retina_head, roi_heads, rpn_head
+    if getattr(detector, 'roi_head', None) is None:
+        return isinstance(
+            getattr(detector, 'bbox_head', None),
+            retina_head.DetectronRetinaHead)
+    roi_head = detector.roi_head
+    kinds = [(detector.rpn_head, rpn_head.DetectronRPNHead),
+             (roi_head.bbox_head, roi_heads.DetectronBBoxHead)]
+    if roi_head.with_mask:
+        kinds.append((roi_head.mask_head, roi_heads.DetectronMaskHead))
+    found = [isinstance(module, kind) for module, kind in kinds]
+    if any(found) and not all(found):
+        raise ValueError(
+            'ONNX export supports two-stage detectors whose RPN, box and '
+            'mask heads are all detectron2\'s (mmregionvit.Detectron*) or '
+            f'all mmdet\'s; got {", ".join(type(m).__name__ for m, _ in kinds)}.'
+        )
+    return all(found)
+
+
 def _check_same(module: nn.Module, base: type, *methods: str) -> None:
     """The graphs mirror ``base``'s post-processing: refuse a module that
     changes it."""
@@ -352,8 +469,9 @@ def _check_same(module: nn.Module, base: type, *methods: str) -> None:
     ]
     if not isinstance(module, base) or changed:
         raise ValueError(
-            f'ONNX export mirrors the post-processing of mmdet\'s '
-            f'{base.__name__}; {type(module).__name__} changes '
+            f'ONNX export mirrors the post-processing of '
+            f'{base.__module__.split(".")[0]}\'s {base.__name__}; '
+            f'{type(module).__name__} changes '
             f'{", ".join(changed) or "its class"}.')
 
 
@@ -365,13 +483,23 @@ def detector_graph(detector: nn.Module) -> DetectorGraph:
     from mmdet.models.roi_heads.bbox_heads import BBoxHead
     from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 
-    from ..models.retina_head import DetectronRetinaHead
+    from ..models import retina_head, roi_heads, rpn_head
+    detectron = is_detectron(detector)
     if getattr(detector, 'roi_head', None) is not None:
         roi_head = detector.roi_head
-        _check_same(detector.rpn_head, RPNHead, '_predict_by_feat_single',
-                    '_bbox_post_process')
         _check_same(roi_head, StandardRoIHead, 'predict', 'predict_bbox',
                     'predict_mask')
+        if detectron:
+            _check_same(detector.rpn_head, rpn_head.DetectronRPNHead,
+                        '_predict_by_feat_single')
+            _check_same(roi_head.bbox_head, roi_heads.DetectronBBoxHead,
+                        '_predict_by_feat_single')
+            if roi_head.with_mask:
+                _check_same(roi_head.mask_head, roi_heads.DetectronMaskHead,
+                            'predict_by_feat')
+            return TwoStageGraph(detector)
+        _check_same(detector.rpn_head, RPNHead, '_predict_by_feat_single',
+                    '_bbox_post_process')
         _check_same(roi_head.bbox_head, BBoxHead, '_predict_by_feat_single')
         if roi_head.with_mask:
             _check_same(roi_head.mask_head, FCNMaskHead,
@@ -384,9 +512,30 @@ def detector_graph(detector: nn.Module) -> DetectorGraph:
                          f'got {type(detector).__name__} with '
                          f'{type(head).__name__}.')
     _check_same(head, AnchorHead, '_predict_by_feat_single')
-    if not isinstance(head, DetectronRetinaHead):
+    if detectron:
+        _check_same(head, retina_head.DetectronRetinaHead,
+                    '_bbox_post_process')
+    else:
         _check_same(head, BaseDenseHead, '_bbox_post_process')
     return RetinaNetGraph(detector)
+
+
+def final_detections(found: dict, scale_factor: Sequence[float],
+                     shape: Tuple[int, int], detectron: bool) -> dict:
+    """The graph's detections of one image (``bboxes``, ``scores``,
+    ``labels``, ``masks``) for the output image of ``shape`` (H, W): boxes
+    divided by ``scale_factor`` (w, h); for the detectron2 heads, clipped to
+    the image, and those left empty dropped, as ``detector_postprocess``."""
+    sx, sy = scale_factor[:2]
+    boxes = found['bboxes'] / found['bboxes'].new_tensor([sx, sy, sx, sy])
+    found = dict(found, bboxes=boxes)
+    if not detectron:
+        return found
+    h, w = shape
+    boxes = clip(boxes, (h, w))
+    keep = ((boxes[:, 2] - boxes[:, 0]) > 0) & (
+        (boxes[:, 3] - boxes[:, 1]) > 0)
+    return {k: (boxes if k == 'bboxes' else v)[keep] for k, v in found.items()}
 
 
 def paste_masks(masks: Tensor,

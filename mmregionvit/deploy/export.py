@@ -281,14 +281,17 @@ def check_detector(sess,
     same label, box and score (within tolerance), and the same pasted
     masks (up to ``mask_rtol`` of their pixels); else
     :class:`CheckFailed`."""
-    from .detection import paste_masks
+    from .detection import final_detections, is_detectron, paste_masks
     data, inputs = detector_batch(model, images)
     with torch.no_grad():
         expected = model.predict(data['inputs'], data['data_samples'])
     outputs = run(sess, inputs)
     stats = dict(detections=0, box=0.0, score=0.0, mask_pixels=0.0)
     for i, sample in enumerate(expected):
-        ref, got = sample.pred_instances, detections(outputs, i)
+        ref = sample.pred_instances
+        got = final_detections(
+            detections(outputs, i), sample.scale_factor, sample.ori_shape[:2],
+            is_detectron(model))
         where = f'image {i} of input {tuple(inputs.shape)}'
         if len(got['labels']) != len(ref.labels):
             raise CheckFailed(f'{where}: onnxruntime finds '

@@ -62,21 +62,22 @@ class _DetectorPredict:
                  rescale: bool = True) -> list:
         from mmengine.structures import InstanceData
 
-        from .detection import paste_masks
+        from .detection import final_detections, is_detectron, paste_masks
         from .export import detections
+        detectron = is_detectron(self.model)
         results = []
         for inputs, sample in zip(batch_inputs, batch_data_samples):
             h, w = sample.img_shape[:2]  # the graph pads the image itself
             found = detections(run(self.sess, inputs[None, :, :h, :w]), 0)
+            if rescale:
+                h, w = sample.ori_shape[:2]
+            found = final_detections(
+                found, sample.scale_factor if rescale else (1.0, 1.0), (h, w),
+                detectron)
             out = InstanceData(
                 bboxes=found['bboxes'],
                 scores=found['scores'],
                 labels=found['labels'])
-            if rescale:
-                sx, sy = sample.scale_factor[:2]
-                out.bboxes = out.bboxes / out.bboxes.new_tensor(
-                    [sx, sy, sx, sy])
-                h, w = sample.ori_shape[:2]
             if 'masks' in found:
                 out.masks = paste_masks(
                     found['masks'], out.bboxes, h, w,
