@@ -4,9 +4,9 @@ The modules here compute what an mmdet detector's ``predict`` computes
 (RetinaNet, and Mask R-CNN or Faster R-CNN with a ``StandardRoIHead``),
 with mmdet's heads or with the detectron2 heads of the official detector
 configs (``mmregionvit.Detectron*``), written with fixed-size tensors so
-that one traced graph serves every image size and batch. They call the detector's own layers, prior
-generator, box coders and RoI level assignment, read the thresholds from
-its ``test_cfg``, and use standard ONNX operators for NMS and RoIAlign
+that one traced graph serves every image size and batch. They call the
+detector's own layers, prior generator, box coders and RoI level
+assignment, read the thresholds from its ``test_cfg``, and use standard ONNX operators for NMS and RoIAlign
 (``onnx_ops.py``). Outputs follow mmdeploy's names and layout:
 
 - ``dets``: ``(N, K, 5)``: boxes (x1, y1, x2, y2) in the input image's
@@ -453,11 +453,11 @@ def is_detectron(detector: nn.Module) -> bool:
         kinds.append((roi_head.mask_head, roi_heads.DetectronMaskHead))
     found = [isinstance(module, kind) for module, kind in kinds]
     if any(found) and not all(found):
+        names = ', '.join(type(m).__name__ for m, _ in kinds)
         raise ValueError(
             'ONNX export supports two-stage detectors whose RPN, box and '
             'mask heads are all detectron2\'s (mmregionvit.Detectron*) or '
-            f'all mmdet\'s; got {", ".join(type(m).__name__ for m, _ in kinds)}.'
-        )
+            f'all mmdet\'s; got {names}.')
     return all(found)
 
 
