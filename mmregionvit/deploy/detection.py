@@ -7,7 +7,8 @@ configs (``mmregionvit.Detectron*``), written with fixed-size tensors so
 that one traced graph serves every image size and batch. They call the
 detector's own layers, prior generator, box coders and RoI level
 assignment, read the thresholds from its ``test_cfg``, and use standard
-ONNX operators for NMS and RoIAlign (``onnx_ops.py``). Outputs follow mmdeploy's names and layout:
+ONNX operators for NMS and RoIAlign (``onnx_ops.py``). Outputs follow
+mmdeploy's names and layout:
 
 - ``dets``: ``(N, K, 5)``: boxes (x1, y1, x2, y2) in the input image's
   pixels and their score, best first, ``K = max_per_img``;
