@@ -286,6 +286,9 @@ def test_resolve_package_config():
     (['backbone', '--compare-timm', 'resnet18', '--compare-compile'
       ], 'use one of them'),
     (['backbone', '--baseline', 'no-such-revision'], 'not a git revision'),
+    (['backbone', '--compare-onnx', '--task', 'train'
+      ], 'fp32 inference on the CPU'),
+    (['backbone', '--compare-onnx', '--compare-fused'], 'use one of them'),
     ([
         'model', 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
         '--compare-fused'
@@ -372,3 +375,28 @@ def test_model_mode_segmentation_and_keypoints(config, size, library, task,
     assert any(library == 'mmseg' and 'logits' in n
                or library == 'mmpose' and 'one forward' in n
                for n in work['notes'])
+
+
+@pytest.mark.parametrize('mode', ['backbone', 'model'])
+def test_compare_onnx(mode, tmp_path):
+    """PyTorch eager (A) against onnxruntime (B) on the same input: the
+    backbone, or a detector end to end."""
+    pytest.importorskip('onnxruntime')
+    out = tmp_path / 'report.json'
+    args = ['backbone', '--arch', 'tiny'
+            ] if mode == 'backbone' else ['model', MASKRCNN]
+    options = [] if mode == 'backbone' else ['--cfg-options', *MINI_MASKRCNN]
+    benchmark.main([
+        *args, '--compare-onnx', '--input-size', '64', '96', '--repeat', '2',
+        '--json',
+        str(out), *FAST, *options
+    ])
+    report = json.loads(out.read_text())
+    assert report['compare_onnx']
+    names = [w['name'] for w in report['workloads']]
+    stem = 'RegionViT-tiny' if mode == 'backbone' \
+        else 'maskrcnn_regionvit_s_coco'
+    assert names == [f'{stem} eager', f'{stem} onnxruntime']
+    for work in report['workloads']:
+        check_workload(work, repeat=2)
+    assert report['workloads'][0]['gmacs'] == report['workloads'][1]['gmacs']
