@@ -88,8 +88,9 @@ def test_tools_train_test_and_infer(task, tmp_path, monkeypatch):
          str(image), '--out-dir',
          str(out)]) == 0
     assert (out / 'vis' / image.name).is_file()
-    # raw predictions where the tool says (mmseg's own default is pred/)
-    assert any(p.stem == image.stem for p in (out / 'preds').iterdir())
+    # raw predictions where the tool says (mmseg's own default is pred/),
+    # named after the image
+    assert [p.stem for p in (out / 'preds').iterdir()] == [image.stem]
 
 
 def test_short_detection_demo_trains_and_evaluates(tmp_path):

@@ -120,10 +120,12 @@ def test_converted_checkpoint_through_mmdet_api(name, tmp_path):
     image = fixture['image_rgb']
     h, w = image.shape[1:]
     cfg = mini_detector_cfg(kind, fixture)
-    # the config's test pipeline, resizing to the image's own size
+    # the config's test pipeline (the official FIXED resize), resizing to
+    # the image's own size: (long side, short side)
     pipeline = cfg.test_dataloader.dataset.pipeline
-    resize = next(t for t in pipeline if t.type == 'ResizeShortestEdge')
-    resize.update(scale=min(h, w), max_size=max(h, w))
+    resize = next(t for t in pipeline
+                  if t.type == 'mmregionvit.FixedOrientedResize')
+    resize.update(scale=(max(h, w), min(h, w)))
     cfg_path, src, dst = (tmp_path / 'mini.py', tmp_path / 'd2.pth',
                           tmp_path / 'mm.pth')
     cfg.dump(str(cfg_path))

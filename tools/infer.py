@@ -11,7 +11,8 @@ written as for the PyTorch model.
 
 Detection configs draw boxes and masks, segmentation configs the label
 map, keypoint configs the skeletons (whole image as the person box). The
-pictures go to OUT_DIR/vis/, raw predictions to OUT_DIR/preds/. A folder
+pictures go to OUT_DIR/vis/, raw predictions to OUT_DIR/preds/, named
+after each image (JSON; segmentation: the label map as PNG). A folder
 stands for its image files (by suffix, not recursive).
 """
 import argparse
@@ -152,6 +153,13 @@ def main(argv=None) -> int:
             pred_score_thr=args.score_thr)
     elif cfg.default_scope == 'mmseg':
         inferencer(inputs, out_dir=args.out_dir, pred_out_dir='preds')
+        # mmseg numbers its label maps; name them after their images
+        preds = osp.join(args.out_dir, 'preds')
+        for i, path in enumerate(inputs):
+            stem = osp.splitext(osp.basename(path))[0]
+            os.replace(
+                osp.join(preds, f'{i:08d}_pred.png'),
+                osp.join(preds, f'{stem}.png'))
     else:
         for _ in inferencer(
                 inputs,
