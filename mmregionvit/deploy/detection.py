@@ -360,12 +360,15 @@ class TwoStageGraph(DetectorGraph):
 
     def proposals(self, feats: Tuple[Tensor, ...],
                   image_shape) -> Tuple[Tensor, Tensor]:
-        """The RPN's proposals, ``(N, max_per_img, 4)``, and which exist."""
-        if self.detectron:
-            return self.detectron_proposals(feats, image_shape)
+        """The RPN's proposals, ``(N, max_per_img, 4)``, and which exist:
+        per level the ``nms_pre`` best, then NMS per level. The detectron2
+        RPN (``find_top_rpn_proposals``) ranks by logit, drops non-finite
+        proposals before clipping the boxes, then those no larger than
+        ``min_bbox_size``."""
         head = self.detector.rpn_head
         cfg = head.test_cfg
-        scores, deltas, priors = level_outputs(head, feats)
+        scores, deltas, priors = level_outputs(
+            head, feats, logits=self.detectron)
         nms_pre = cfg.get('nms_pre', -1)
         boxes, top_scores, levels, valid = [], [], [], []
         for level, (score, delta,
@@ -378,45 +381,22 @@ class TwoStageGraph(DetectorGraph):
             levels.append(torch.full_like(index, level))
             boxes.append(
                 decode(head.bbox_coder, gather_rows(prior, index),
-                       gather_rows(delta, index), image_shape))
+                       gather_rows(delta, index),
+                       None if self.detectron else image_shape))
         boxes, scores, levels, valid = (
             torch.cat(t, 1) for t in (boxes, top_scores, levels, valid))
-        if cfg.get('min_bbox_size', -1) >= 0:
-            valid = valid & _larger_than(boxes, cfg.min_bbox_size)
-        keep = batched_nms(boxes, scores, levels, valid, cfg.nms,
-                           cfg.max_per_img)
-        return select(keep, boxes)[0], keep >= 0
-
-    def detectron_proposals(self, feats: Tuple[Tensor, ...],
-                            image_shape) -> Tuple[Tensor, Tensor]:
-        """detectron2's ``find_top_rpn_proposals`` (``DetectronRPNHead``):
-        the ``nms_pre`` best logits per level, non-finite proposals
-        dropped, boxes clipped, empty ones (no larger than
-        ``min_bbox_size``) dropped, NMS per level by logit."""
-        head = self.detector.rpn_head
-        cfg = head.test_cfg
-        logits, deltas, priors = level_outputs(head, feats, logits=True)
-        nms_pre = cfg.get('nms_pre', -1)
-        boxes, top_logits, levels, valid = [], [], [], []
-        for level, (logit, delta,
-                    prior) in enumerate(zip(logits, deltas, priors)):
-            logit = logit[..., 0]
-            k = nms_pre if nms_pre > 0 else logit.shape[1]
-            top, index, exists = top_candidates(logit, k)
-            top_logits.append(top)
-            valid.append(exists)
-            levels.append(torch.full_like(index, level))
-            boxes.append(
-                decode(head.bbox_coder, gather_rows(prior, index),
-                       gather_rows(delta, index), None))
-        boxes, logits, levels, valid = (
-            torch.cat(t, 1) for t in (boxes, top_logits, levels, valid))
-        valid = valid & torch.isfinite(boxes).all(-1) & torch.isfinite(logits)
-        boxes = clip(boxes, image_shape)
-        min_size = cfg.get('min_bbox_size', 0)
-        valid = valid & _larger_than(boxes, min_size)
-        keep = detectron_nms(boxes, logits, levels, valid, len(priors),
-                             cfg.nms.iou_threshold, cfg.max_per_img)
+        if self.detectron:
+            valid = valid & torch.isfinite(boxes).all(-1) & torch.isfinite(
+                scores)
+            boxes = clip(boxes, image_shape)
+            valid = valid & _larger_than(boxes, cfg.get('min_bbox_size', 0))
+            keep = detectron_nms(boxes, scores, levels, valid, len(priors),
+                                 cfg.nms.iou_threshold, cfg.max_per_img)
+        else:
+            if cfg.get('min_bbox_size', -1) >= 0:
+                valid = valid & _larger_than(boxes, cfg.min_bbox_size)
+            keep = batched_nms(boxes, scores, levels, valid, cfg.nms,
+                               cfg.max_per_img)
         return select(keep, boxes)[0], keep >= 0
 
     def masks(self, feats: Tuple[Tensor, ...], boxes: Tensor,
