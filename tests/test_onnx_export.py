@@ -8,6 +8,8 @@ pytest.importorskip('onnxruntime')
 import onnx
 from conftest import load_fixture, official_arch
 from detection_helpers import ROOT, build_detector, mini_detector_cfg
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
 
 from mmregionvit.deploy import export as onnx_export
 from mmregionvit.deploy.detection import (batched_nms, detectron_nms,
@@ -51,13 +53,38 @@ def test_backbone_matches_official_outputs_at_every_size(name, tmp_path):
 
 
 def test_full_backbone(tmp_path):
-    """RegionViT-S itself, at the size the issue's users export."""
+    """RegionViT-S itself, at ImageNet size and another size and batch."""
     backbone = RegionViT(arch='small').eval()
     backbone.init_weights()
     _, sess = export_backbone(backbone, tmp_path / 's.onnx', (224, 224))
     for batch, size in ((1, (224, 224)), (3, (333, 517))):
         x = torch.randn(batch, 3, *size)
         assert onnx_export.check_tensors(sess, backbone, x, 1e-4) <= 1e-4
+
+
+@pytest.mark.slow
+def test_full_retinanet(tmp_path):
+    """The RetinaNet-S config itself (random weights, all scores kept): the
+    same detections on an image no multiple of 32, and at another size
+    with two images."""
+    cfg = Config.fromfile(ROOT /
+                          'configs/detection/retinanet_regionvit_s_coco.py')
+    cfg.model.backbone.init_cfg = None
+    cfg.model.test_cfg.score_thr = 0.0
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
+    model.init_weights()
+    graph = onnx_export.model_graph(model, 'mmdet')
+    images = onnx_export.random_images(1, (203, 301))
+    path = str(tmp_path / 'retinanet_s.onnx')
+    onnx_export.export(graph,
+                       onnx_export.detector_batch(model, images)[1], path)
+    sess = onnx_export.session(path)
+    for batch, size in ((1, (203, 301)), (2, (250, 181))):
+        images = onnx_export.random_images(batch, size, seed=batch)
+        stats = onnx_export.check_detector(sess, model, images)
+        assert stats['detections'] == 100 * batch
 
 
 def perturbed_detector(kind: str, **test_cfg):
