@@ -350,6 +350,22 @@ def test_fpn_and_box_head_start_from_c2_xavier_fill(name):
         assert not layer.bias.any()
 
 
+def test_mask_predictor_starts_as_detectron2s():
+    """detectron2's mask predictor: normal of std 0.001, zero bias; the
+    convs before it keep their Kaiming normal (c2_msra_fill)."""
+    from mmdet.registry import MODELS
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    head = MODELS.build(
+        load('maskrcnn_regionvit_s_coco.py').model.roi_head.mask_head)
+    head.init_weights()
+    w = head.conv_logits.weight
+    assert w.std().item() == pytest.approx(0.001, rel=0.05)
+    assert not head.conv_logits.bias.any()
+    conv = head.convs[0].conv.weight  # fan-out 256 * 9: std sqrt(2 / 2304)
+    assert conv.std().item() == pytest.approx(math.sqrt(2 / 2304), rel=0.05)
+
+
 def walk(node):
     if isinstance(node, dict):
         yield node

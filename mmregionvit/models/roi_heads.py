@@ -8,6 +8,7 @@ import math
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
@@ -118,7 +119,16 @@ class DetectronMaskHead(FCNMaskHead):
     the scaled box unclipped and keeps empty boxes. The pasting itself
     (``paste_masks_in_image`` against mmdet's ``_do_paste_mask``) is the
     same grid sampling, thresholded at ``mask_thr_binary`` (>=).
+
+    Initialisation as detectron2's ``MaskRCNNConvUpsampleHead``: the mask
+    predictor (``conv_logits``) from a normal of std 0.001 and zero bias,
+    where mmdet draws it as the convs before it (Kaiming normal).
     """
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        nn.init.normal_(self.conv_logits.weight, std=0.001)
+        nn.init.zeros_(self.conv_logits.bias)
 
     def predict_by_feat(self,
                         mask_preds: Tuple[Tensor],
