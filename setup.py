@@ -44,6 +44,8 @@ setup(
         'seg': ['mmsegmentation>=1.2.2,<1.3'],
         'pose':
         ['mmpose>=1.3.2,<1.4', 'xtcocotools', 'json_tricks', 'munkres'],
+        # tools/export_onnx.py, tools/infer.py --backend onnxruntime
+        'deploy': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript'],
     },
     zip_safe=False,
 )

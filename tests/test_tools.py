@@ -325,3 +325,20 @@ def test_export_tool_and_infer_with_onnxruntime(trained, tmp_path, capsys):
         f'error: --backend onnxruntime runs an exported .onnx file, got '
         f'{checkpoint}; export one with tools/export_onnx.py model CONFIG.'
     ]
+
+
+def test_export_tool_without_onnxruntime(monkeypatch, capsys):
+    """Without the deploy packages, one line says what to install."""
+    import importlib.util
+    export_tool = load_tool('export_onnx')
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, 'find_spec', lambda name, *a: None
+        if name == 'onnxruntime' else find_spec(name, *a))
+    assert export_tool.main(
+        ['backbone', '--arch', 'tiny', '--out', 'never.onnx']) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        'error: onnxruntime not installed: pip install -r '
+        'requirements/deploy.txt'
+    ]
+    assert not Path('never.onnx').exists()

@@ -15,6 +15,7 @@ largest difference and fails when it exceeds the tolerance. See the
 README's Deployment section for what the outputs mean.
 """
 import argparse
+import importlib.util
 import logging
 import os.path as osp
 import sys
@@ -132,9 +133,21 @@ def run_command(args: argparse.Namespace, task: str) -> str:
             '--backend onnxruntime --out-dir outputs')
 
 
+def check_deploy_packages() -> None:
+    """ImportError naming what is missing and how to install it."""
+    missing = [
+        name for name in ('onnx', 'onnxruntime')
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise ImportError(f'{" and ".join(missing)} not installed: pip '
+                          'install -r requirements/deploy.txt')
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        check_deploy_packages()
         if args.mode == 'backbone':
             task, model = 'backbone', None
             if args.checkpoint and not osp.isfile(args.checkpoint):
