@@ -45,6 +45,7 @@ def test_classifier_params_formula_on_official_models(name):
     assert classifier_params(model, classes) == official
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('arch', sorted(VARIANTS))
 def test_variant_params_and_shapes(arch):
     model = RegionViT(arch=arch, det_norm=False).eval()
@@ -266,6 +267,7 @@ def test_inference_chunks_windows_on_cpu_only(monkeypatch):
     assert len(sizes) == 4 and sum(sizes) == sum(cpu)
 
 
+@pytest.mark.slow
 def test_compiled_inference_matches_eager(monkeypatch):
     """torch.compile runs the chunked inference path and the output copy as
     eager does (several chunks, padded windows)."""
@@ -326,6 +328,7 @@ def test_bf16_autocast_within_tolerance():
         assert ((a.float() - b).norm() / b.norm()).item() < 2e-2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('size', [(112, 112), (100, 150)])
 def test_compiles_as_one_graph(size):
     import torch._dynamo as dynamo
@@ -372,6 +375,7 @@ def test_fused_switch_reaches_every_module():
     assert all(m.fused for m in model.modules() if hasattr(m, 'fused'))
 
 
+@pytest.mark.slow
 def test_tracing_records_the_reference():
     """Tracers see the plain modules (no custom op, no oneDNN call), and the
     traced graph computes what the fused eager path computes."""
@@ -389,6 +393,7 @@ def test_tracing_records_the_reference():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_export_records_the_reference():
     """torch.export sees the plain modules too."""
     model = RegionViT(arch=TINY).eval()

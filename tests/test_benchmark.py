@@ -74,6 +74,7 @@ def check_workload(work: dict, repeat: int) -> None:
     assert all(isinstance(n, str) for n in work['notes'])
 
 
+@pytest.mark.slow
 def test_backbone_report(tmp_path):
     out = tmp_path / 'report.json'
     report = benchmark.main([
@@ -99,6 +100,7 @@ def test_backbone_report(tmp_path):
     assert work['gmacs'] == macs / 1e9
 
 
+@pytest.mark.slow
 def test_backbone_compare_compile():
     """Eager (A) and compiled (B) alternate in one process."""
     torch._dynamo.reset()
@@ -117,6 +119,7 @@ def test_backbone_compare_compile():
     assert not torch._inductor.config.freezing  # restored
 
 
+@pytest.mark.slow
 def test_backbone_compare_fused():
     """The reference path (A) and the fused paths (B) alternate."""
     report = benchmark.main([
@@ -130,6 +133,7 @@ def test_backbone_compare_fused():
         check_workload(work, repeat=2)
 
 
+@pytest.mark.slow
 def test_backbone_baseline_from_git(monkeypatch):
     """A git revision's backbone (A) is imported beside ours (B) under a
     renamed package, scope and op namespace."""
@@ -156,6 +160,7 @@ def test_backbone_baseline_from_git(monkeypatch):
     assert type(timm.create_model('regionvit_tiny_224')) is RegionViTClassifier
 
 
+@pytest.mark.slow
 def test_backbone_fp16_report():
     """fp16 autocast, compared with the fp32 and fp16 GEMM rates."""
     report = benchmark.main([
@@ -182,6 +187,7 @@ def test_gemm_references(dtype, device, expected):
     assert all(refs[k] == benchmark.DTYPES[k] for k in expected)
 
 
+@pytest.mark.slow
 def test_backbone_against_timm():
     """RegionViT (A) against a timm model's feature maps (B) in one run."""
     report = benchmark.main([
@@ -199,6 +205,7 @@ def test_backbone_against_timm():
     assert report['compare']['ms_per_gmac_ratio_b_over_a'] > 0
 
 
+@pytest.mark.slow
 def test_compared_models_get_the_same_weights(monkeypatch):
     """Eager and compiled variants are built from the same seed."""
     draws = []
@@ -313,6 +320,7 @@ def test_live_memory_sees_a_freed_allocation():
     assert in_use() - start < 8 * 2**20
 
 
+@pytest.mark.slow
 def test_model_mode_train_mini_maskrcnn(tmp_path):
     out = tmp_path / 'report.json'
     benchmark.main([
@@ -333,6 +341,7 @@ def test_model_mode_train_mini_maskrcnn(tmp_path):
     assert any('RoIAlign' in op for op in work['uncounted_ops'])
 
 
+@pytest.mark.slow
 def test_model_mode_compare(tmp_path):
     out = tmp_path / 'report.json'
     benchmark.main([
@@ -353,6 +362,7 @@ def test_model_mode_compare(tmp_path):
     assert compare['ms_per_gmac_ratio_b_over_a'] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config, size, library',
                          [('segmentation/upernet_regionvit_t_ade20k.py',
                            ('64', '64'), 'mmseg'),
@@ -377,6 +387,7 @@ def test_model_mode_segmentation_and_keypoints(config, size, library, task,
                for n in work['notes'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mode', ['backbone', 'model'])
 def test_compare_onnx(mode, tmp_path):
     """PyTorch eager (A) against onnxruntime (B) on the same input: the

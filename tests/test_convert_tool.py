@@ -56,6 +56,7 @@ def test_window_size_conversion(tmp_path):
     assert sd['stages.3.blocks.0.attn.rel_pos'].shape == (8, 27 * 27)
 
 
+@pytest.mark.slow
 def test_detector_conversion_checked_against_config(tmp_path, capsys):
     pytest.importorskip('mmdet')
     from detection_helpers import build_detector, mini_detector_cfg

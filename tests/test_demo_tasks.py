@@ -52,6 +52,7 @@ TASKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('task', sorted(TASKS))
 def test_tools_train_test_and_infer(task, tmp_path, monkeypatch):
     library, config, options, key = TASKS[task]
@@ -93,6 +94,7 @@ def test_tools_train_test_and_infer(task, tmp_path, monkeypatch):
     assert [p.stem for p in (out / 'preds').iterdir()] == [image.stem]
 
 
+@pytest.mark.slow
 def test_short_detection_demo_trains_and_evaluates(tmp_path):
     """tools/demo.py end to end on the default generated data, 20
     iterations: the loss falls and the COCO evaluator returns numbers."""

@@ -45,6 +45,7 @@ def test_config_set_is_complete():
     assert len(OFFICIAL_PARAMS) == 14
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ONE_X)
 def test_config_builds_with_official_size(name):
     cfg = load(name)
@@ -56,6 +57,7 @@ def test_config_builds_with_official_size(name):
     assert cfg.model.data_preprocessor.mean == [103.53, 116.28, 123.675]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', [c for c in CONFIGS if 'ms-3x' in c])
 def test_3x_configs_share_the_1x_model(name):
     cfg = load(name)
@@ -93,6 +95,7 @@ def synthetic_batch(model, num_images=2, size=(96, 128)):
         dict(inputs=inputs, data_samples=samples), True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['maskrcnn', 'retinanet'])
 def test_training_steps_reduce_loss_and_predict(kind):
     torch.manual_seed(0)

@@ -110,6 +110,7 @@ def test_end_to_end_detections(converted):
     assert_same_detections(pred, fixture['detections'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', FIXTURES)
 def test_converted_checkpoint_through_mmdet_api(name, tmp_path):
     """tools/convert_official.py --config, then mmdet's init_detector and

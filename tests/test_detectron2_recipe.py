@@ -100,6 +100,7 @@ def optimizer_decay(model: nn.Module, cfg: Config) -> dict:
     return {n: by_id[id(p)] for n, p in model.named_parameters()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'name,official_layernorm2d',
     [
@@ -143,6 +144,7 @@ def detectron2_lr(it: int, steps: tuple) -> float:
     return warmup * 0.1**sum(it >= s for s in steps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', CONFIGS)
 def test_schedule_is_detectron2s_iterations_at_batch_16(name):
     cfg = load(name)
@@ -165,6 +167,7 @@ def test_schedule_is_detectron2s_iterations_at_batch_16(name):
     assert not cfg.default_hooks.checkpoint.by_epoch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'name',
     ['maskrcnn_regionvit_s_coco.py', 'retinanet_regionvit_s_ms-3x_coco.py'])
@@ -196,6 +199,7 @@ def test_lr_curve_is_detectron2s(name):
             s.step()
 
 
+@pytest.mark.slow
 def test_rpn_and_roi_matchers_are_detectron2s():
     for name in MASKRCNN:
         train_cfg = load(name).model.train_cfg
@@ -376,6 +380,7 @@ def walk(node):
             yield from walk(v)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', CONFIGS)
 def test_pipelines_resize_with_pil_and_keep_polygons(name):
     cfg = load(name)

@@ -138,6 +138,7 @@ def test_sdpa_mask_tiles_like_repeat(group, windows, length):
     torch.testing.assert_close(grad, ref)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('grad', [False, True])
 def test_compiles_as_one_graph_off_cpu(grad):
     """torch.compile traces the path other devices take (aligned masks, all

@@ -204,18 +204,21 @@ def det(shapes, tmp_path_factory):
     return work
 
 
+@pytest.mark.slow
 def test_one_process_checkpoint_resumes_on_two(det):
     work = det
     for probe in probes(work['two']):
         assert_resumed_from(probe['start'], work['one'] / 'iter_1.pth')
 
 
+@pytest.mark.slow
 def test_two_processes_update_as_one(det):
     work = det
     two = probes(work['two'])
     assert_same_first_update(two, probes(work['ref'], 1)[0])
 
 
+@pytest.mark.slow
 def test_rank0_checkpoint_resumes_on_one_process(det):
     work = det
     two = probes(work['two'])
@@ -228,6 +231,7 @@ def test_rank0_checkpoint_resumes_on_one_process(det):
     assert len(back['iters']) == 1  # iteration 4 of 4
 
 
+@pytest.mark.slow
 def test_dist_test_gives_one_process_metrics(shapes, det, tmp_path):
     """dist_test.sh on two processes and test.py on one evaluate the same
     predictions: three images, so the second process's share is padded
@@ -314,6 +318,7 @@ def assert_validation_as_one_process(config: str, two: list, options: dict,
     return one['test_metrics']
 
 
+@pytest.mark.slow
 def test_segmentation_on_two_processes(shapes, tmp_path):
     """UPerNet with gradient checkpointing: two processes with two images
     each against one process that accumulates their batches. BatchNorm
@@ -361,6 +366,7 @@ def slurm_env(srun_log: Path) -> dict:
         FAKE_SLURM_NODELIST='localhost,node2')
 
 
+@pytest.mark.slow
 def test_keypoints_on_two_slurm_tasks(shapes, tmp_path):
     """Top-down heatmaps with the embeddings and first stage frozen,
     trained by slurm_train.sh as two Slurm tasks (srun stands in), against
@@ -446,6 +452,7 @@ def retina_options(shapes: str, **backbone) -> dict:
     return options
 
 
+@pytest.mark.slow
 def test_retinanet_on_the_last_three_stages_uses_every_parameter(shapes):
     """RetinaNet on strides 8-32 (out_indices=(1, 2, 3)): the first stage
     and its norm still feed the second. The distributed runs above cover
@@ -527,6 +534,7 @@ def test_gpus_keep_mmengines_launch(monkeypatch):
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'
 
 
+@pytest.mark.slow
 def test_cpu_config_uses_gloo_plain_ddp_and_bn():
     cfg = load_config(SEG, launcher='pytorch')
     assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'

@@ -94,6 +94,7 @@ def test_refuses_a_used_folder(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ['old.json']
 
 
+@pytest.mark.slow
 def test_check_on_the_cpu(tmp_path):
     """The steps run in a worker and the reports are filled in: benchmark
     rows, both targets read, the dtype comparison, attention sizes, the
@@ -150,6 +151,7 @@ def test_budget_skips_what_does_not_fit(tmp_path):
     assert report['check']['complete']
 
 
+@pytest.mark.slow
 def test_step_past_its_deadline_is_killed(tmp_path, monkeypatch):
     """A step that overruns is killed with its worker, and a new worker
     runs the steps after it."""

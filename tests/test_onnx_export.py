@@ -29,6 +29,7 @@ def export_backbone(backbone, path, example_shape=(112, 112)):
     return graph, onnx_export.session(str(path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['tiny3conv_w7', 'tiny3conv_w14_peg'])
 def test_backbone_matches_official_outputs_at_every_size(name, tmp_path):
     """One file, traced at 112x112 (no padded windows), gives the official
@@ -52,6 +53,7 @@ def test_backbone_matches_official_outputs_at_every_size(name, tmp_path):
     assert 'Loop' not in op_types(tmp_path / 'b.onnx')
 
 
+@pytest.mark.slow
 def test_full_backbone(tmp_path):
     """RegionViT-S itself, at ImageNet size and another size and batch."""
     backbone = RegionViT(arch='small').eval()
@@ -128,6 +130,7 @@ def with_mmdet_heads(model):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('heads', ['detectron2', 'mmdet'])
 @pytest.mark.parametrize('kind', ['retinanet', 'maskrcnn'])
 def test_detector_matches_predict(kind, heads, tmp_path):
@@ -166,6 +169,7 @@ def test_detector_matches_predict(kind, heads, tmp_path):
             assert mode == b'half_pixel'
 
 
+@pytest.mark.slow
 def test_detector_without_detections_and_check_failure(tmp_path):
     """No score above the threshold: no detections in either, all rows
     padding. A file that does not compute the model's detections (here
@@ -310,6 +314,7 @@ TENSOR_MODE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', sorted(TENSOR_MODE))
 def test_tensor_mode_models(config, tmp_path):
     """Segmentation logits and pose heatmaps, at two sizes and batches."""

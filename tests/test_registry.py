@@ -49,6 +49,7 @@ def _import_in_subprocess(prelude: str) -> subprocess.CompletedProcess:
                           text=True)
 
 
+@pytest.mark.slow
 def test_detection_extras_only_with_mmdet():
     pytest.importorskip('mmdet')
     out = _import_in_subprocess('')
@@ -66,6 +67,7 @@ def test_detection_extras_only_with_mmdet():
     assert out.stdout.split() == ['False', 'False']
 
 
+@pytest.mark.slow
 def test_a_broken_mmdet_is_not_hidden():
     """With mmdet installed, an error importing the detection head surfaces
     instead of leaving the head silently missing."""

@@ -101,6 +101,7 @@ def seg_batch(num: int, size: int, num_classes: int, seed: int = 0) -> dict:
     return dict(inputs=inputs, data_samples=samples)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', SEG_CONFIGS)
 def test_seg_config_builds(name):
     pytest.importorskip('mmseg')
@@ -152,6 +153,7 @@ def mini_seg_cfg(name: str) -> Config:
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'name', ['upernet_regionvit_s_ade20k.py', 'fpn_regionvit_s_ade20k.py'])
 def test_seg_train_step_and_predict(name):
@@ -176,6 +178,7 @@ def test_seg_train_step_and_predict(name):
         assert pred.pred_sem_seg.data.max() < 150
 
 
+@pytest.mark.slow
 def test_seg_tta_pipeline_scales_the_test_scale(tmp_path):
     """--tta: six ratios of the 2048x512 test scale, each plain and flipped,
     merged by SegTTAModel."""
@@ -215,6 +218,7 @@ def test_seg_tta_pipeline_scales_the_test_scale(tmp_path):
     assert pred.pred_sem_seg.data.shape == (1, 24, 32)
 
 
+@pytest.mark.slow
 def test_seg_test_format_end_to_end(tmp_path):
     """ADE20K test images -> the test-format config's dataset, pipeline and
     (reduced) model -> server PNGs at the original size, labels 1..150."""

@@ -196,6 +196,7 @@ def test_features_only(out_indices, tmp_path):
             assert (out - ref).abs().max().item() <= 1e-5
 
 
+@pytest.mark.slow
 def test_feature_info_of_every_variant():
     for name in VARIANTS:
         model = timm.create_model(model_name(name), features_only=True)

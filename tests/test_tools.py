@@ -39,6 +39,7 @@ def trained(tmp_path_factory):
     return data, work
 
 
+@pytest.mark.slow
 def test_runner_checkpoint_loads_weights_only(trained):
     _, work = trained
     ckpt = torch.load(work / 'iter_6.pth', weights_only=True)
@@ -58,6 +59,7 @@ def test_runner_checkpoint_loads_weights_only(trained):
         torch.load(path, weights_only=True)
 
 
+@pytest.mark.slow
 def test_test_tool_evaluates_and_writes_server_files(trained, tmp_path):
     data, work = trained
     # an untrained model scores low: keep every detection
@@ -88,6 +90,7 @@ def test_test_tool_evaluates_and_writes_server_files(trained, tmp_path):
         assert len(dt.getAnnIds()) == len(results)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_restores_state(tmp_path, monkeypatch):
     """Killed mid-run with --amp, ``--resume`` continues at the saved
     iteration with the optimizer, LR schedule and loss scaler restored."""
@@ -164,6 +167,7 @@ def test_resume_after_kill_restores_state(tmp_path, monkeypatch):
     assert capture.end_iter == saved_iter + 2
 
 
+@pytest.mark.slow
 def test_preflight_errors_before_any_work(tmp_path, capsys):
     data = tiny_shapes(tmp_path / 'shapes')
 
@@ -194,6 +198,7 @@ def test_preflight_errors_before_any_work(tmp_path, capsys):
     assert 'config configs/nope.py does not exist' in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_inference_apis_and_infer_tool(trained, tmp_path):
     from mmdet.apis import DetInferencer, inference_detector, init_detector
     from mmengine.config import Config
@@ -218,6 +223,7 @@ def test_inference_apis_and_infer_tool(trained, tmp_path):
     assert (tmp_path / 'out' / 'preds' / f'{image.stem}.json').is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', [
     'configs/detection/maskrcnn_regionvit_demo_shapes.py',
     'configs/detection/retinanet_regionvit_t_coco.py',
@@ -235,6 +241,7 @@ def test_get_flops(config, capsys):
     assert r['params'] > r['backbone_params'] > 0
 
 
+@pytest.mark.slow
 def test_model_checks_before_any_work(tmp_path, capsys):
     """infer.py, get_flops.py and benchmark.py (model mode) run the model
     pre-flight checks of train.py and test.py (not the dataset ones)."""
@@ -264,6 +271,7 @@ def test_model_checks_before_any_work(tmp_path, capsys):
     assert exc.value.code == 2 and wrong in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_tool_and_infer_with_onnxruntime(trained, tmp_path, capsys):
     """tools/export_onnx.py exports the trained demo detector (checked in
     onnxruntime), and tools/infer.py --backend onnxruntime writes the

@@ -35,6 +35,7 @@ def test_urls_are_the_official_release():
         assert re.fullmatch(r'RegionViT-(Ti|S|M|B)\.pth', variant.weights)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: p.name)
 def test_config_loads_its_variant_weights(path):
     """Each config's variant (from its file name) has the table's arch and
