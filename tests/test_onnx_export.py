@@ -206,6 +206,17 @@ def test_final_detections_drop_empty_boxes_for_detectron2_heads():
     assert out['labels'].tolist() == [1, 2]
 
 
+def exported_nms(module, inputs, tmp_path) -> list:
+    """The first image's kept indices from ``module`` exported to ONNX and
+    run in onnxruntime."""
+    path = str(tmp_path / 'nms.onnx')
+    torch.onnx.export(
+        module, inputs, path, dynamo=False, opset_version=onnx_export.OPSET)
+    sess = onnx_export.session(path)
+    feed = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)}
+    return sess.run(None, feed)[0][0].tolist()
+
+
 class DetectronNMS(torch.nn.Module):
 
     def forward(self, boxes, scores, idxs, valid):
@@ -239,17 +250,8 @@ def test_detectron_nms_is_torchvisions(candidates, tmp_path):
     assert (2 in ref.tolist()) == (candidates > 1000)
     got = detectron_nms(boxes, scores, idxs, valid, 3, 0.5, 5)[0]
     assert got.tolist() == ref.tolist()
-    path = str(tmp_path / 'nms.onnx')
-    torch.onnx.export(
-        DetectronNMS(), (boxes, scores, idxs, valid),
-        path,
-        dynamo=False,
-        opset_version=onnx_export.OPSET)
-    sess = onnx_export.session(path)
-    inputs = dict(
-        zip([i.name for i in sess.get_inputs()],
-            (t.numpy() for t in (boxes, scores, idxs, valid))))
-    assert sess.run(None, inputs)[0][0].tolist() == ref.tolist()
+    assert exported_nms(DetectronNMS(), (boxes, scores, idxs, valid),
+                        tmp_path) == ref.tolist()
 
 
 class BatchedNMS(torch.nn.Module):
@@ -283,17 +285,8 @@ def test_batched_nms_offsets_boxes_as_mmcv(split_thr, tmp_path):
     expected = [1, 0, -1, -1, -1]
     assert batched_nms(boxes, scores, idxs, valid, cfg,
                        5)[0].tolist() == expected
-    path = str(tmp_path / 'nms.onnx')
-    torch.onnx.export(
-        BatchedNMS(cfg), (boxes, scores, idxs, valid),
-        path,
-        dynamo=False,
-        opset_version=onnx_export.OPSET)
-    sess = onnx_export.session(path)
-    inputs = dict(
-        zip([i.name for i in sess.get_inputs()],
-            (t.numpy() for t in (boxes, scores, idxs, valid))))
-    assert sess.run(None, inputs)[0][0].tolist() == expected
+    assert exported_nms(
+        BatchedNMS(cfg), (boxes, scores, idxs, valid), tmp_path) == expected
 
 
 TINY = dict(

@@ -329,7 +329,8 @@ class TwoStageGraph(DetectorGraph):
                                  proposals.reshape(-1, 4), batch_indices)
         cls_score, bbox_pred = head(roi_feats)
         num_classes = head.num_classes
-        scores = cls_score.softmax(-1)[:, :-1].reshape(n, p * num_classes)
+        probs = cls_score.softmax(-1)
+        scores = probs[:, :-1].reshape(n, p * num_classes)
         if head.reg_class_agnostic:
             bbox_pred = bbox_pred.repeat(1, num_classes)
         rois = proposals.repeat_interleave(num_classes, dim=1)
@@ -343,7 +344,7 @@ class TwoStageGraph(DetectorGraph):
         if self.detectron:
             # detectron2 drops proposals whose boxes or scores are not
             # finite, clips the boxes, and runs its NMS per class
-            finite = torch.isfinite(cls_score.softmax(-1)).all(-1).reshape(
+            finite = torch.isfinite(probs).all(-1).reshape(
                 n, p) & torch.isfinite(boxes).all(-1).reshape(
                     n, p, num_classes).all(-1)
             valid = valid & finite.repeat_interleave(num_classes, dim=1)
@@ -504,19 +505,22 @@ def detector_graph(detector: nn.Module) -> DetectorGraph:
 def final_detections(found: dict, scale_factor: Sequence[float],
                      shape: Tuple[int, int], detectron: bool) -> dict:
     """The graph's detections of one image (``bboxes``, ``scores``,
-    ``labels``, ``masks``) for the output image of ``shape`` (H, W): boxes
-    divided by ``scale_factor`` (w, h); for the detectron2 heads, clipped to
-    the image, and those left empty dropped, as ``detector_postprocess``."""
-    sx, sy = scale_factor[:2]
-    boxes = found['bboxes'] / found['bboxes'].new_tensor([sx, sy, sx, sy])
-    found = dict(found, bboxes=boxes)
-    if not detectron:
-        return found
-    h, w = shape
-    boxes = clip(boxes, (h, w))
-    keep = ((boxes[:, 2] - boxes[:, 0]) > 0) & (
-        (boxes[:, 3] - boxes[:, 1]) > 0)
-    return {k: (boxes if k == 'bboxes' else v)[keep] for k, v in found.items()}
+    ``labels``, ``masks``) for the output image of ``shape`` (H, W), as the
+    model's ``predict`` makes them: boxes scaled by ``1 / scale_factor``
+    (w, h); for the detectron2 heads, by ``detector_postprocess`` (scaled,
+    clipped to the image, those left empty dropped)."""
+    from mmdet.structures.bbox import scale_boxes
+    from mmengine.structures import InstanceData
+
+    from ..models.detectron_boxes import detector_postprocess
+    results = InstanceData(**found)
+    if detectron:
+        meta = dict(scale_factor=scale_factor, ori_shape=shape)
+        results = detector_postprocess(results, meta, rescale=True)
+    else:
+        results.bboxes = scale_boxes(results.bboxes,
+                                     [1 / s for s in scale_factor[:2]])
+    return {k: results.get(k) for k in found}
 
 
 def paste_masks(masks: Tensor,
