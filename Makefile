@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format env demo
+.PHONY: install test test-avx2 noise lint format env demo
 
 install: $(STAMP)
 
@@ -29,6 +29,22 @@ format: $(STAMP)
 
 test: lint
 	$(PY) -m pytest tests
+
+# The equality tests (official outputs, detectron2, ONNX, timm): their bounds
+# come from noise measured over instruction sets (tests/tolerances.py)
+EQUALITY_TESTS := tests/test_backbone_golden.py tests/test_timm.py \
+	tests/test_convert_tool.py tests/test_detectron2_convert.py \
+	tests/test_onnx_export.py tests/test_attention.py
+
+# The equality tests again with AVX2 kernels, as another x86 CPU computes
+test-avx2: $(STAMP)
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+		$(PY) -m pytest -m "not slow" $(EQUALITY_TESTS)
+
+# The largest error of every equality check under three instruction sets and
+# 1 and 2 threads (slow tier included: about ... minutes)
+noise: $(STAMP)
+	$(PY) tests/tolerances.py $(EQUALITY_TESTS)
 
 demo: $(STAMP)
 	$(PY) tools/demo.py

@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import GOLDEN, load_fixture, official_arch
 from mmengine.logging import MMLogger
+from tolerances import check_close
 
 from mmregionvit.models import (VARIANTS, RegionViT, checkpoint_filter_fn,
                                 cpu_kernels, ops)
@@ -240,8 +241,8 @@ def test_inference_fast_path_matches_autograd_path(monkeypatch):
         fast = model(x)
     slow = model(x)
     assert slow[0].requires_grad
-    for a, b in zip(fast, slow):
-        torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-5)
+    for a, b in zip(fast, slow, strict=True):
+        check_close('fast_path', a, b.detach(), 'chunked inference')
 
 
 def test_inference_chunks_windows_on_cpu_only(monkeypatch):
@@ -278,9 +279,9 @@ def test_compiled_inference_matches_eager(monkeypatch):
     with torch.no_grad():
         eager = model(x)
         compiled = torch.compile(model)(x)
-    for a, b in zip(compiled, eager):
+    for a, b in zip(compiled, eager, strict=True):
         assert a.is_contiguous()
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+        check_close('fast_path', a, b, 'compiled')
 
 
 def test_nchw_copy_op_registration():
@@ -389,8 +390,8 @@ def test_tracing_records_the_reference():
         outs = traced(x)
     assert 'scaled_dot_product_attention' in graph
     assert 'nchw_copy' not in graph and 'mkldnn' not in graph
-    for a, b in zip(outs, eager):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    for a, b in zip(outs, eager, strict=True):
+        check_close('fast_path', a, b, 'traced')
 
 
 @pytest.mark.slow
@@ -402,5 +403,5 @@ def test_export_records_the_reference():
     targets = {str(n.target) for n in program.graph.nodes}
     assert not [t for t in targets if 'mmregionvit' in t or 'mkldnn' in t]
     with torch.no_grad():
-        for a, b in zip(program.module()(x), model(x)):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+        for a, b in zip(program.module()(x), model(x), strict=True):
+            check_close('fast_path', a, b, 'exported')

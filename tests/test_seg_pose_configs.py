@@ -53,7 +53,7 @@ def build(cfg: Config, scope: str):
 def assert_finite_losses(log_vars: dict) -> None:
     assert 'loss' in log_vars
     for key, value in log_vars.items():
-        assert math.isfinite(float(value)), (key, value)
+        assert math.isfinite(float(torch.as_tensor(value).detach())), key
 
 
 def assert_no_decay_on_norms_and_rel_pos(model, optim_wrapper) -> None:

@@ -7,6 +7,7 @@ import timm
 import torch
 from conftest import GOLDEN, load_fixture, official_arch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from tolerances import check_close
 
 from mmregionvit.models import VARIANTS, RegionViTClassifier
 from mmregionvit.models.checkpoint import (CheckpointMismatchError,
@@ -109,9 +110,8 @@ def test_logits_equal_official(name, fused, tmp_path):
     for case in fixture['cases']:
         with torch.no_grad():
             logits = model(case['input'])
-        assert logits.shape == case['logits'].shape
-        err = (logits - case['logits']).abs().max().item()
-        assert err <= 1e-5, f'{name} {tuple(case["input"].shape)}: {err:.2e}'
+        check_close('official', logits, case['logits'],
+                    f'{name} {tuple(case["input"].shape)}')
 
 
 def test_release_file_as_it_is(tmp_path):
@@ -160,8 +160,7 @@ def test_num_classes_0_loads_without_the_head(name, tmp_path):
     with torch.no_grad():
         features = model(case['input'])
     assert features.shape == (2, model.num_features)
-    torch.testing.assert_close(
-        features @ w.T + b, case['logits'], rtol=0, atol=1e-5)
+    check_close('official', features @ w.T + b, case['logits'], 'logits')
 
 
 @pytest.mark.parametrize('out_indices', [(0, 1, 2, 3), (1, 3), (0, )])
@@ -191,9 +190,7 @@ def test_features_only(out_indices, tmp_path):
             maps = model(case['input'])
         assert len(maps) == len(out_indices)
         for i, out in zip(out_indices, maps):
-            ref = case['stage_outputs'][i]
-            assert out.shape == ref.shape
-            assert (out - ref).abs().max().item() <= 1e-5
+            check_close('official', out, case['stage_outputs'][i], f'map {i}')
 
 
 @pytest.mark.slow
@@ -295,8 +292,7 @@ def test_window_conversion_and_peg_from_window7_weights(tmp_path):
     case = fixture['cases'][0]  # 112x112: no padded tokens to reset
     with torch.no_grad():
         assert torch.isfinite(w14(case['input'])).all()
-        torch.testing.assert_close(
-            peg(case['input']), case['logits'], rtol=0, atol=1e-5)
+        check_close('official', peg(case['input']), case['logits'], 'peg')
 
 
 def test_in_chans_adapts_both_input_convs(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 pytest.importorskip('mmdet')
+from tolerances import check_close
 from tool_helpers import (DEMO_DET, ROOT, as_cli, data_options, load_tool,
                           tiny_shapes)
 
@@ -312,16 +313,10 @@ def test_export_tool_and_infer_with_onnxruntime(trained, tmp_path, capsys):
     ref, got = preds['pytorch'], preds['onnxruntime']
     assert len(ref['labels']) > 0
     assert got['labels'] == ref['labels']
-    torch.testing.assert_close(
-        torch.tensor(got['scores']),
-        torch.tensor(ref['scores']),
-        atol=1e-4,
-        rtol=0)
-    torch.testing.assert_close(
-        torch.tensor(got['bboxes']),
-        torch.tensor(ref['bboxes']),
-        atol=1e-3,
-        rtol=0)
+    check_close('onnx_score', torch.tensor(got['scores']),
+                torch.tensor(ref['scores']), 'scores')
+    check_close('onnx_box', torch.tensor(got['bboxes']),
+                torch.tensor(ref['bboxes']), 'boxes')
     # an .onnx file needs --backend onnxruntime, and the other way round
     assert infer.main([config, onnx_file, str(image)]) == 2
     assert infer.main(
