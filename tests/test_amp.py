@@ -60,7 +60,7 @@ def test_backbone_in_bfloat16_and_a_real_scaler():
     # the optimizer stepped with the unscaled gradient: one fp32 SGD step
     # gives the same weights up to bfloat16 rounding
     reference(x).square().mean().backward()
-    for p, r in zip(model.parameters(), reference.parameters()):
+    for p, r in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(p, r - 0.1 * r.grad, rtol=0, atol=2e-2)
         assert not torch.equal(p, r)
 

@@ -46,7 +46,7 @@ def test_fused_matches_math_kernel(group, monkeypatch):
     assert 'aten::_scaled_dot_product_flash_attention_for_cpu' in ops
     assert 'aten::_scaled_dot_product_attention_math' not in ops
     reference = _run(qkv, bias, keep, fused=False)
-    for a, b in zip(fused, reference):
+    for a, b in zip(fused, reference, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
@@ -65,7 +65,7 @@ def test_bfloat16_fused_close_to_float32(monkeypatch):
     assert fused[2].dtype == torch.float32
     exact = _run(
         qkv.detach().float().requires_grad_(), bias, keep, fused=False)
-    for a, b in zip(fused, exact):
+    for a, b in zip(fused, exact, strict=True):
         torch.testing.assert_close(a.float(), b, rtol=2e-2, atol=2e-2)
 
 

@@ -56,6 +56,7 @@ def test_variant_params_and_shapes(arch):
         with torch.no_grad():
             outs = model(torch.randn(1, 3, h, w))
         eh, ew = local_size(h, conv_type), local_size(w, conv_type)
+        assert len(outs) == len(dims)
         for i, out in enumerate(outs):
             assert out.shape == (1, dims[i], eh, ew), (arch, h, w, i)
             assert torch.isfinite(out).all()
@@ -224,7 +225,7 @@ def test_peg_model_from_checkpoint_without_peg(tmp_path):
         for s in peg.stages)
     x = fixture['cases'][0]['input']  # 112x112: no padded tokens to reset
     with torch.no_grad():
-        for a, b in zip(plain.eval()(x), peg.eval()(x)):
+        for a, b in zip(plain.eval()(x), peg.eval()(x), strict=True):
             torch.testing.assert_close(a, b)
 
 
@@ -240,7 +241,7 @@ def test_inference_fast_path_matches_autograd_path(monkeypatch):
         fast = model(x)
     slow = model(x)
     assert slow[0].requires_grad
-    for a, b in zip(fast, slow):
+    for a, b in zip(fast, slow, strict=True):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-5)
 
 
@@ -278,7 +279,7 @@ def test_compiled_inference_matches_eager(monkeypatch):
     with torch.no_grad():
         eager = model(x)
         compiled = torch.compile(model)(x)
-    for a, b in zip(compiled, eager):
+    for a, b in zip(compiled, eager, strict=True):
         assert a.is_contiguous()
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
@@ -323,7 +324,7 @@ def test_bf16_autocast_within_tolerance():
         ref = model.eval()(x)
         with torch.autocast('cpu', dtype=torch.bfloat16):
             out = model(x)
-    for a, b in zip(out, ref):
+    for a, b in zip(out, ref, strict=True):
         assert a.dtype == torch.bfloat16
         assert ((a.float() - b).norm() / b.norm()).item() < 2e-2
 
@@ -389,7 +390,7 @@ def test_tracing_records_the_reference():
         outs = traced(x)
     assert 'scaled_dot_product_attention' in graph
     assert 'nchw_copy' not in graph and 'mkldnn' not in graph
-    for a, b in zip(outs, eager):
+    for a, b in zip(outs, eager, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
@@ -402,5 +403,5 @@ def test_export_records_the_reference():
     targets = {str(n.target) for n in program.graph.nodes}
     assert not [t for t in targets if 'mmregionvit' in t or 'mkldnn' in t]
     with torch.no_grad():
-        for a, b in zip(program.module()(x), model(x)):
+        for a, b in zip(program.module()(x), model(x), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)

@@ -31,7 +31,8 @@ def test_official_outputs(name, fused, tmp_path):
             with torch.set_grad_enabled(grad):
                 outs = model(case['input'])
             assert len(outs) == 4
-            for i, (out, ref) in enumerate(zip(outs, case['stage_outputs'])):
+            for i, (out, ref) in enumerate(
+                    zip(outs, case['stage_outputs'], strict=True)):
                 assert out.shape == ref.shape, (name, i)
                 err = (out - ref).abs().max().item()
                 assert err <= 1e-5, f'{name} {tuple(case["input"].shape)} '\
@@ -71,5 +72,5 @@ def test_checkpoint_layouts(layout, tmp_path):
     case = fixture['cases'][2]
     with torch.no_grad():
         outs = model(case['input'])
-    for out, ref in zip(outs, case['stage_outputs']):
+    for out, ref in zip(outs, case['stage_outputs'], strict=True):
         assert (out - ref).abs().max().item() <= 1e-5

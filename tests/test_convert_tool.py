@@ -40,8 +40,9 @@ def test_backbone_conversion_then_pretrained_load(tmp_path, capsys):
     model.init_weights()
     case = fixture['cases'][1]
     with torch.no_grad():
-        for out, ref in zip(model.eval()(case['input']),
-                            case['stage_outputs']):
+        for out, ref in zip(
+                model.eval()(case['input']), case['stage_outputs'],
+                strict=True):
             assert (out - ref).abs().max() <= 1e-5
 
 

@@ -190,7 +190,7 @@ def test_features_only(out_indices, tmp_path):
         with torch.no_grad():
             maps = model(case['input'])
         assert len(maps) == len(out_indices)
-        for i, out in zip(out_indices, maps):
+        for i, out in zip(out_indices, maps, strict=True):
             ref = case['stage_outputs'][i]
             assert out.shape == ref.shape
             assert (out - ref).abs().max().item() <= 1e-5
