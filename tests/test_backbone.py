@@ -4,7 +4,8 @@ import warnings
 
 import pytest
 import torch
-from conftest import GOLDEN, load_fixture, official_arch
+from conftest import (GOLDEN, load_fixture, official_arch,
+                      official_window_conversion)
 from mmengine.logging import MMLogger
 
 from mmregionvit.models import (VARIANTS, RegionViT, checkpoint_filter_fn,
@@ -191,12 +192,12 @@ def test_window_size_conversion(tmp_path, capsys):
         init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
     assert 'window size change' in capsys.readouterr().out
-    table = sd['layers.1.block.1.attn.rel_pos'].reshape(2, 1, 13, 13)
-    expected = torch.nn.functional.interpolate(
-        table, size=(27, 27), mode='bicubic').reshape(2, 729)
+    expected = official_window_conversion(sd, 14)
     torch.testing.assert_close(model.stages[1].blocks[0].attn.rel_pos.data,
-                               expected)
+                               expected['layers.1.block.1.attn.rel_pos'])
     assert model.regional_embed.weight.shape[-2:] == (56, 56)
+    torch.testing.assert_close(model.regional_embed.weight.data,
+                               expected['cls_token.proj.weight'])
     with torch.no_grad():
         assert model(torch.randn(1, 3, 112, 112))[0].shape == (1, 16, 28, 28)
 

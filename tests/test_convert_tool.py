@@ -3,7 +3,7 @@ import shlex
 
 import pytest
 import torch
-from conftest import load_fixture, official_arch
+from conftest import load_fixture, official_arch, official_window_conversion
 from tool_helpers import load_tool
 
 from mmregionvit.models import RegionViT
@@ -53,8 +53,13 @@ def test_window_size_conversion(tmp_path):
     assert convert_official.main([str(src),
                                   str(dst), '--window-size', '14']) == 0
     sd = torch.load(dst, weights_only=True)['state_dict']
+    expected = official_window_conversion(fixture['state_dict'], 14)
     assert sd['regional_embed.weight'].shape[-2:] == (56, 56)
+    torch.testing.assert_close(sd['regional_embed.weight'],
+                               expected['cls_token.proj.weight'])
     assert sd['stages.3.blocks.0.attn.rel_pos'].shape == (8, 27 * 27)
+    torch.testing.assert_close(sd['stages.3.blocks.0.attn.rel_pos'],
+                               expected['layers.3.block.1.attn.rel_pos'])
 
 
 @pytest.mark.slow
