@@ -1,6 +1,12 @@
 """Behaviour of the RegionViT backbone beyond the golden outputs."""
+import json
 import math
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +17,7 @@ from mmengine.logging import MMLogger
 from mmregionvit.models import (VARIANTS, RegionViT, checkpoint_filter_fn,
                                 cpu_kernels, ops)
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(
     embed_dim=[16, 16, 32, 64, 128],
     num_heads=[1, 2, 4, 8],
@@ -344,29 +351,53 @@ def test_compiles_as_one_graph(size):
     assert not [w for w in caught if 'lru_cache' in str(w.message)]
 
 
-@pytest.mark.parametrize('hw', [(1, 1), (3, 1), (5, 1)])
-def test_downsample_bf16_gradients_on_one_pixel_wide_maps(hw):
-    """CPU bf16 autocast's strided grouped conv gives wrong weight gradients
-    for maps one pixel wide (torch 2.14); Downsample sidesteps it."""
+# Downsample's weight gradients under CPU bf16 autocast, relative to
+# float32's, for maps one pixel wide; printed as one JSON list
+BF16_DOWNSAMPLE = textwrap.dedent("""
+    import json
+    import torch
     from mmregionvit.models.regionvit import Downsample
-    torch.manual_seed(0)
-    down = Downsample(64, 128, 'sc')
-    x = torch.randn(2, 64, *hw)
+    errors = []
+    for hw in [(1, 1), (3, 1), (5, 1)]:
+        torch.manual_seed(0)
+        down = Downsample(64, 128, 'sc')
+        x = torch.randn(2, 64, *hw)
 
-    def weight_grad(bf16):
-        down.zero_grad()
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
-            y = down(x)
-        (y.float()**2).mean().backward()
-        return down[2].weight.grad.clone()
+        def weight_grad(bf16):
+            down.zero_grad()
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+                y = down(x)
+            (y.float()**2).mean().backward()
+            return down[2].weight.grad.clone()
 
-    exact = weight_grad(False)
-    for _ in range(10):  # the kernel's error comes and goes
-        torch.testing.assert_close(
-            weight_grad(True),
-            exact,
-            rtol=0,
-            atol=0.02 * exact.abs().max().item())
+        exact = weight_grad(False)
+        error = (weight_grad(True) - exact).abs().max() / exact.abs().max()
+        errors.append(error.item())
+    print(json.dumps(errors))
+    """)
+
+
+@pytest.mark.slow
+def test_downsample_bf16_gradients_on_one_pixel_wide_maps():
+    """CPU bf16 autocast's strided grouped convolution (oneDNN's bf16
+    weight-gradient kernel) gives wrong, often huge, weight gradients for
+    maps one pixel wide (torch 2.14): it reads memory it did not
+    write. Downsample sidesteps it. The check runs in a process whose
+    allocations glibc fills with junk (MALLOC_PERTURB_), so that the
+    kernel, where it has the fault, fails every time rather than when
+    freed memory happens to hold junk."""
+    env = dict(
+        os.environ,
+        MALLOC_PERTURB_='165',
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+    out = subprocess.run([sys.executable, '-c', BF16_DOWNSAMPLE],
+                         capture_output=True,
+                         text=True,
+                         env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    errors = json.loads(out.stdout.splitlines()[-1])
+    assert max(errors) <= 0.02, errors
 
 
 def test_fused_switch_reaches_every_module():
