@@ -15,17 +15,35 @@ $(STAMP): tools/install.sh requirements/*.txt setup.py
 env: $(STAMP)
 	$(PY) tools/check_env.py
 
-# OpenMMLab's style: flake8, isort and yapf (settings in setup.cfg)
+# OpenMMLab's style: flake8, isort and yapf (settings in setup.cfg), and
+# the pre-commit-hooks checks OpenMMLab's pre-commit runs, on the tracked
+# text files (no symlinks, no binary fixtures)
 LINT_PATHS := mmregionvit tools tests configs setup.py
+BIN := $(abspath $(VENV))/bin
+TEXT_FILES := git ls-files -s -- ':!:*.pt' | awk '$$1 != "120000"' | cut -f2
 
 lint: $(STAMP)
 	$(PY) -m flake8 $(LINT_PATHS)
 	$(PY) -m isort --check-only --diff $(LINT_PATHS)
 	$(PY) -m yapf --diff --recursive --parallel $(LINT_PATHS)
+	$(TEXT_FILES) | xargs -d '\n' $(BIN)/check-merge-conflict --assume-in-merge
+	$(TEXT_FILES) | grep -E '\.ya?ml$$' | xargs -r -d '\n' $(BIN)/check-yaml
+	$(TEXT_FILES) | xargs -d '\n' $(BIN)/mixed-line-ending --fix=no
+	@# the two fixers run on a copy, so lint only reports (make format fixes)
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(TEXT_FILES) | xargs -d '\n' cp --parents -t "$$tmp" && cd "$$tmp" && \
+	files=$$(find . -type f) && \
+	$(BIN)/trailing-whitespace-fixer $$files; tw=$$?; \
+	$(BIN)/end-of-file-fixer $$files; eof=$$?; \
+	[ $$tw$$eof = 00 ] || { echo 'lint: trailing whitespace or end-of-file' \
+	  'newlines in the files above (left as they are): make format fixes' \
+	  'them'; exit 1; }
 
 format: $(STAMP)
 	$(PY) -m isort $(LINT_PATHS)
 	$(PY) -m yapf --in-place --recursive --parallel $(LINT_PATHS)
+	$(TEXT_FILES) | xargs -d '\n' $(BIN)/trailing-whitespace-fixer || true
+	$(TEXT_FILES) | xargs -d '\n' $(BIN)/end-of-file-fixer || true
 
 test: lint
 	$(PY) -m pytest tests

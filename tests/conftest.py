@@ -1,7 +1,10 @@
+import math
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 DATA = Path(__file__).parent / 'data'
 GOLDEN = ('tiny3conv_w7', 'tiny1conv_w7', 'tiny3conv_w14_peg')
@@ -20,6 +23,25 @@ def official_arch(fixture: dict) -> dict:
         for k, v in fixture['official_kwargs'].items()
         if k not in ('num_classes', 'det_norm')
     }
+
+
+def official_window_conversion(state_dict: dict, window: int) -> dict:
+    """An official state dict for ``window``-sized windows, as the official
+    tool (IBM/RegionViT tools/convert_cls_model_to_diff_ws.py) converts it:
+    ``F.interpolate(..., mode='bicubic')`` (corners not aligned) of the
+    regional embedding kernel to ``4 * window`` square and of each
+    relative-position table to ``2 * window - 1`` square."""
+    resize = partial(F.interpolate, mode='bicubic')
+    out = dict(state_dict)
+    kernel = state_dict['cls_token.proj.weight']
+    out['cls_token.proj.weight'] = resize(kernel, size=(4 * window, ) * 2)
+    side = 2 * window - 1
+    for key, table in state_dict.items():
+        if key.endswith('.rel_pos'):
+            old = math.isqrt(table.shape[1])
+            grid = table.reshape(1, -1, old, old)
+            out[key] = resize(grid, size=(side, side)).reshape(-1, side**2)
+    return out
 
 
 def pytest_configure(config):

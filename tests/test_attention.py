@@ -66,7 +66,7 @@ def test_bfloat16_fused_close_to_float32(monkeypatch):
     assert fused[2].dtype == torch.float32
     exact = _run(
         qkv.detach().float().requires_grad_(), bias, keep, fused=False)
-    for a, b in zip(fused, exact):
+    for a, b in zip(fused, exact, strict=True):
         torch.testing.assert_close(a.float(), b, rtol=2e-2, atol=2e-2)
 
 

@@ -32,7 +32,8 @@ def test_official_outputs(name, fused, tmp_path):
             with torch.set_grad_enabled(grad):
                 outs = model(case['input'])
             assert len(outs) == 4
-            for i, (out, ref) in enumerate(zip(outs, case['stage_outputs'])):
+            for i, (out, ref) in enumerate(
+                    zip(outs, case['stage_outputs'], strict=True)):
                 check_close(
                     'official', out, ref,
                     f'{name} {tuple(case["input"].shape)}'
@@ -72,6 +73,5 @@ def test_checkpoint_layouts(layout, tmp_path):
     case = fixture['cases'][2]
     with torch.no_grad():
         outs = model(case['input'])
-    assert len(outs) == len(case['stage_outputs'])
-    for out, ref in zip(outs, case['stage_outputs']):
+    for out, ref in zip(outs, case['stage_outputs'], strict=True):
         check_close('official', out, ref, layout)

@@ -3,7 +3,7 @@ import shlex
 
 import pytest
 import torch
-from conftest import load_fixture, official_arch
+from conftest import load_fixture, official_arch, official_window_conversion
 from tolerances import check_close
 from tool_helpers import load_tool
 
@@ -42,8 +42,7 @@ def test_backbone_conversion_then_pretrained_load(tmp_path, capsys):
     case = fixture['cases'][1]
     with torch.no_grad():
         outs = model.eval()(case['input'])
-    assert len(outs) == len(case['stage_outputs'])
-    for out, ref in zip(outs, case['stage_outputs']):
+    for out, ref in zip(outs, case['stage_outputs'], strict=True):
         check_close('official', out, ref, 'converted backbone')
 
 
@@ -54,8 +53,13 @@ def test_window_size_conversion(tmp_path):
     assert convert_official.main([str(src),
                                   str(dst), '--window-size', '14']) == 0
     sd = torch.load(dst, weights_only=True)['state_dict']
+    expected = official_window_conversion(fixture['state_dict'], 14)
     assert sd['regional_embed.weight'].shape[-2:] == (56, 56)
+    torch.testing.assert_close(sd['regional_embed.weight'],
+                               expected['cls_token.proj.weight'])
     assert sd['stages.3.blocks.0.attn.rel_pos'].shape == (8, 27 * 27)
+    torch.testing.assert_close(sd['stages.3.blocks.0.attn.rel_pos'],
+                               expected['layers.3.block.1.attn.rel_pos'])
 
 
 @pytest.mark.slow

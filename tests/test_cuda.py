@@ -72,7 +72,8 @@ def test_official_outputs(name, fused, tmp_path):
         for grad in (False, True):
             with torch.set_grad_enabled(grad):
                 outs = model(case['input'].to(CUDA))
-            for i, (out, ref) in enumerate(zip(outs, case['stage_outputs'])):
+            for i, (out, ref) in enumerate(
+                    zip(outs, case['stage_outputs'], strict=True)):
                 assert out.is_cuda and out.shape == ref.shape
                 err = (out.cpu() - ref).abs().max().item()
                 assert err <= 1e-4, f'{name} {tuple(ref.shape)} stage {i}, ' \
@@ -151,7 +152,7 @@ def test_odd_sizes_match_cpu(fused, size):
         reference = model(x)
         model.fused = fused
         outs = copy.deepcopy(model).to(CUDA)(x.to(CUDA))
-    for out, ref in zip(outs, reference):
+    for out, ref in zip(outs, reference, strict=True):
         assert out.shape == ref.shape
         assert (out.cpu() - ref).abs().max().item() <= 1e-4
 
@@ -168,7 +169,7 @@ def test_autocast_close_to_fp32(dtype):
         reference = model.eval()(x)
         with torch.autocast('cuda', dtype=AUTOCAST[dtype]):
             outs = model(x)
-    for out, ref in zip(outs, reference):
+    for out, ref in zip(outs, reference, strict=True):
         assert out.dtype == AUTOCAST[dtype]
         assert relative_error(out, ref) < 2e-2
     with torch.autocast('cuda', dtype=AUTOCAST[dtype]):
@@ -285,6 +286,6 @@ def test_compiled_inference_matches_eager():
         assert report.graph_count == 1
         eager = model(x)
         compiled = torch.compile(model)(x)
-    for a, b in zip(compiled, eager):
+    for a, b in zip(compiled, eager, strict=True):
         assert a.is_contiguous()
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -46,7 +46,7 @@ def test_fpn(converted):
         feats = model.extract_feat(fixture['input'])
     names = sorted(fixture['fpn'])
     assert len(feats) == len(names) == 5
-    for feat, name in zip(feats, names):
+    for feat, name in zip(feats, names, strict=True):
         assert_close(feat, fixture['fpn'][name], what=name)
 
 
@@ -57,9 +57,10 @@ def test_heads(converted):
         if kind == 'maskrcnn':
             objectness, deltas = model.rpn_head(feats)
             for i, (a, b) in enumerate(
-                    zip(objectness, fixture['rpn_objectness'])):
+                    zip(objectness, fixture['rpn_objectness'], strict=True)):
                 assert_close(a, b, what=f'rpn objectness {i}')
-            for i, (a, b) in enumerate(zip(deltas, fixture['rpn_deltas'])):
+            for i, (a, b) in enumerate(
+                    zip(deltas, fixture['rpn_deltas'], strict=True)):
                 assert_close(a, b, what=f'rpn deltas {i}')
             rois = bbox2roi([fixture['boxes']])
             box = model.roi_head._bbox_forward(feats[:4], rois)
@@ -75,10 +76,12 @@ def test_heads(converted):
         else:
             cls_scores, bbox_preds = model.bbox_head(feats)
             order = retinanet_anchor_order(3, 3)
-            for i, (a, b) in enumerate(zip(cls_scores, fixture['cls_logits'])):
+            for i, (a, b) in enumerate(
+                    zip(cls_scores, fixture['cls_logits'], strict=True)):
                 b = b.unflatten(1, (9, -1))[:, order].flatten(1, 2)
                 assert_close(a, b, what=f'cls logits {i}')
-            for i, (a, b) in enumerate(zip(bbox_preds, fixture['bbox_reg'])):
+            for i, (a, b) in enumerate(
+                    zip(bbox_preds, fixture['bbox_reg'], strict=True)):
                 b = b.unflatten(1, (9, 4))[:, order].flatten(1, 2)
                 assert_close(a, b, what=f'box regression {i}')
 

@@ -270,7 +270,7 @@ def test_dist_test_gives_one_process_metrics(shapes, det, tmp_path):
     for kind in ('bbox', 'segm'):
         assert len({r['image_id'] for r in expected[kind]}) == 3
         assert len(got[kind]) == len(expected[kind]), kind
-        for a, b in zip(got[kind], expected[kind]):
+        for a, b in zip(got[kind], expected[kind], strict=True):
             assert a['image_id'] == b['image_id']
             assert a['category_id'] == b['category_id']
             assert a['score'] == pytest.approx(b['score'], abs=1e-5)
@@ -415,7 +415,7 @@ def test_keypoints_on_two_slurm_tasks(shapes, tmp_path):
         json.loads((tmp_path / f'{name}.keypoints.json').read_text())
         for name in ('one', 'two'))
     assert len(one) == len(got) > 0
-    for a, b in zip(got, one):
+    for a, b in zip(got, one, strict=True):
         assert (a['image_id'], a['category_id']) == \
             (b['image_id'], b['category_id'])
         assert a['keypoints'] == pytest.approx(b['keypoints'], abs=1e-3)

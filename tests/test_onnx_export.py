@@ -66,13 +66,35 @@ def test_backbone_matches_official_outputs_at_every_size(name, tmp_path):
     graph, sess = export_backbone(backbone, tmp_path / 'b.onnx')
     for case in fixture['cases']:
         outs = onnx_export.run(sess, case['input'])
-        assert len(outs) == len(case['stage_outputs'])
-        for out, ref in zip(outs, case['stage_outputs']):
+        for out, ref in zip(outs, case['stage_outputs'], strict=True):
             check_close('official', out, ref, 'onnxruntime')
     for batch, size in ((1, (224, 224)), (3, (333, 517)), (1, (50, 300))):
         x = torch.randn(batch, 3, *size)
         check_tensors(sess, backbone, x)
     assert 'Loop' not in op_types(tmp_path / 'b.onnx')
+
+
+class Session:
+    """Stands in for an onnxruntime session that gives ``outputs``."""
+
+    def __init__(self, *outputs: torch.Tensor) -> None:
+        self.outputs = outputs
+
+    def run(self, names, feed):
+        return [o.numpy() for o in self.outputs]
+
+
+def test_check_tensors_counts_the_outputs():
+    """A file that gives fewer or more outputs than the module fails the
+    check, even if those it gives match."""
+    x = torch.randn(1, 3, 4, 4)
+    maps = (x * 2, x + 1)
+    assert onnx_export.check_tensors(Session(*maps), lambda _: maps, x, 0) == 0
+    for outputs in (maps[:1], (*maps, x)):
+        with pytest.raises(
+                onnx_export.CheckFailed,
+                match=f'gives {len(outputs)} outputs, PyTorch 2'):
+            onnx_export.check_tensors(Session(*outputs), lambda _: maps, x, 0)
 
 
 @pytest.mark.slow
@@ -177,6 +199,11 @@ def test_detector_matches_predict(kind, heads, tmp_path):
         stats = check_detector(sess, model, images)
         assert stats['detections'] == 100 * batch
     if kind == 'maskrcnn':
+        # a file without the masks output fails the check
+        outputs = onnx_export.run(sess,
+                                  onnx_export.detector_batch(model, images)[1])
+        with pytest.raises(onnx_export.CheckFailed, match='gives 2 outputs'):
+            onnx_export.check_detector(Session(*outputs[:2]), model, images)
         assert 'RoiAlign' in ops
         align = [
             n for n in onnx.load(str(path)).graph.node

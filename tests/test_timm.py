@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from conftest import GOLDEN, load_fixture, official_arch
+from conftest import (GOLDEN, load_fixture, official_arch,
+                      official_window_conversion)
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from tolerances import check_close
 
@@ -273,17 +274,23 @@ def test_grad_checkpointing_gives_same_gradients():
 
 def test_window_conversion_and_peg_from_window7_weights(tmp_path):
     """The w14 variants' path: 7x7-window weights into a 14x14 PEG model
-    (converted, PEG at zero); into a 7x7 PEG model PEG changes nothing."""
+    (converted as the official tool converts them, PEG at zero); into a 7x7
+    PEG model PEG changes nothing."""
     fixture = load_fixture('tiny3conv_w7')
     path = release_file(tmp_path, fixture['state_dict'])
-    w14 = from_fixture(
-        fixture,
-        path,
-        det_norm=True,
-        arch=dict(official_arch(fixture), kernel_sizes=[14] * 4, peg=True))
+    w14_arch = dict(official_arch(fixture), kernel_sizes=[14] * 4, peg=True)
+    w14 = from_fixture(fixture, path, det_norm=True, arch=w14_arch)
+    official = official_window_conversion(fixture['state_dict'], 14)
     assert w14.backbone.regional_embed.weight.shape[-1] == 56
+    torch.testing.assert_close(w14.backbone.regional_embed.weight.data,
+                               official['cls_token.proj.weight'])
     assert w14.backbone.stages[1].blocks[0].attn.rel_pos.shape[-1] == 27**2
     assert not w14.backbone.stages[0].peg.weight.any()
+    converted = from_fixture(
+        fixture,
+        release_file(tmp_path, official, 'w14.pth'),
+        det_norm=True,
+        arch=w14_arch)
     peg = from_fixture(
         fixture,
         path,
@@ -291,7 +298,9 @@ def test_window_conversion_and_peg_from_window7_weights(tmp_path):
         arch=dict(official_arch(fixture), peg=True))
     case = fixture['cases'][0]  # 112x112: no padded tokens to reset
     with torch.no_grad():
-        assert torch.isfinite(w14(case['input'])).all()
+        # the same model and kernels on the same weights
+        torch.testing.assert_close(
+            w14(case['input']), converted(case['input']), rtol=0, atol=1e-6)
         check_close('official', peg(case['input']), case['logits'], 'peg')
 
 

@@ -197,6 +197,14 @@ def run(sess, images: Tensor) -> List[Tensor]:
     return [torch.from_numpy(o) for o in outs]
 
 
+def _check_count(outs: Sequence[Tensor], expected: int,
+                 images: Tensor) -> None:
+    """:class:`CheckFailed` unless onnxruntime gave ``expected`` outputs."""
+    if len(outs) != expected:
+        raise CheckFailed(f'onnxruntime gives {len(outs)} outputs, PyTorch '
+                          f'{expected} for input {tuple(images.shape)}.')
+
+
 def check_tensors(sess, module: nn.Module, images: Tensor,
                   atol: float) -> float:
     """Largest absolute difference between onnxruntime's and the module's
@@ -205,8 +213,10 @@ def check_tensors(sess, module: nn.Module, images: Tensor,
         expected = module(images)
     if isinstance(expected, Tensor):
         expected = (expected, )
+    outs = run(sess, images)
+    _check_count(outs, len(expected), images)
     worst = 0.0
-    for out, ref in zip(run(sess, images), expected):
+    for out, ref in zip(outs, expected):
         if out.shape != ref.shape:
             raise CheckFailed(f'onnxruntime output of shape '
                               f'{tuple(out.shape)}, PyTorch '
@@ -286,6 +296,8 @@ def check_detector(sess,
     with torch.no_grad():
         expected = model.predict(data['inputs'], data['data_samples'])
     outputs = run(sess, inputs)
+    _check_count(outputs, 3 if getattr(model, 'with_mask', False) else 2,
+                 inputs)
     stats = dict(detections=0, box=0.0, score=0.0, mask_pixels=0.0)
     for i, sample in enumerate(expected):
         ref = sample.pred_instances

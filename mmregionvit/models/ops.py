@@ -10,17 +10,10 @@ way this process has (kernels in ``cpu_kernels.py``):
   block's windows in cache-sized chunks written straight into the output;
 - CPU training (fp32, or bf16 autocast): LayerNorm-led ops that keep less
   for backward, and attention that stays fused in the backward;
-<<<<<<< HEAD
-- any device: channels-last convolutions and padding masks built once per
-  input size; other devices than the CPU get plain ops otherwise, with all
-  windows at once and attention masks laid out for SDPA's memory-efficient
-  kernel;
-=======
 - any device: channels-last convolutions, padding masks built once per
   input size and window tensors written with one copy of the local tokens;
   other devices than the CPU get plain ops otherwise, with all windows at
-  once;
->>>>>>> onnx
+  once and attention masks laid out for SDPA's memory-efficient kernel;
 - ``torch.compile``: the chunked inference and the opaque output copy,
   plain ops otherwise (Inductor fuses those itself).
 
