@@ -18,6 +18,7 @@ from mmregionvit.visualization.attention import (feature_image,
                                                  local_attention,
                                                  record_attention,
                                                  regional_attention)
+from mmregionvit.visualization.cam import grad_cam
 
 vis_attention = load_tool('vis_attention')
 
@@ -168,6 +169,28 @@ def test_fast_path_records_nothing():
     with torch.no_grad():
         model(torch.randn(1, 3, 56, 56))
     assert len(calls) == 2 * 4  # regional and local of each block
+
+
+def test_grad_cam_by_hand():
+    """Stage 3's block made an identity (its residual branches zeroed), so
+    its output map is its input A; for the score sum_c u_c A_c the gradient
+    is u on every token, and Grad-CAM is relu(sum_c u_c A_c)."""
+    model = RegionViT(arch=TINY, det_norm=False).eval()
+    block = model.stages[3].blocks[0]
+    for layer in (block.attn.proj, block.mlp.fc2):
+        torch.nn.init.zeros_(layer.weight)
+        torch.nn.init.zeros_(layer.bias)
+    x = torch.randn(1, 3, HEIGHT, WIDTH)
+    u = torch.randn(128)
+    records, maps = grad_cam(model, [3], lambda:
+                             (model(x)[3] * u[:, None, None]).sum())
+    with torch.no_grad():
+        out = model(x)[3][0]
+    assert list(maps) == [3]
+    expected = (u[:, None, None] * out).sum(0).relu()
+    assert expected.shape == (4, 5) and (expected == 0).any()
+    torch.testing.assert_close(maps[3], expected, rtol=1e-4, atol=1e-5)
+    assert [r.index for r in records] == [0, 1, 2, 3]
 
 
 def test_feature_pictures():

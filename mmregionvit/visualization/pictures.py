@@ -38,8 +38,14 @@ class Prepared:
     extra: dict = field(default_factory=dict)
 
 
-# a scalar to explain, and its description for the title
-Score = Tuple[Callable[[], Tensor], str]
+@dataclass
+class Score:
+    """What Grad-CAM explains: ``value()`` runs the model and returns the
+    scalar; ``title`` says what it is; ``box``, a detection's, in input
+    pixels."""
+    value: Callable[[], Tensor]
+    title: str
+    box: Optional[Sequence[float]] = None
 
 
 def image_size(path: str) -> Tuple[int, int]:
@@ -96,7 +102,8 @@ class ClassifierSubject:
         def value() -> Tensor:
             return self.model(prep.inputs)[0, target]
 
-        return value, f'class {target} (logit {float(logits[target]):.2f})'
+        return Score(value,
+                     f'class {target} (logit {float(logits[target]):.2f})')
 
 
 class ConfigSubject:
@@ -138,7 +145,10 @@ class ConfigSubject:
         ori_h, ori_w = meta['ori_shape'][:2]
         pre = self.model.data_preprocessor
         image = (inputs[0] * pre.std + pre.mean).permute(1, 2, 0) / 255
-        if not pre._channel_conversion:  # BGR as loaded
+        # mmengine's and mmseg's preprocessors name their BGR->RGB switch
+        # differently; without one, the image stays BGR as loaded
+        if not getattr(pre, '_channel_conversion',
+                       getattr(pre, 'channel_conversion', False)):
             image = image.flip(-1)
         image = image.clamp(0, 1).numpy().copy()
         image[h:], image[:, w:] = 0.5, 0.5
@@ -166,9 +176,13 @@ class ConfigSubject:
 
         label = int(found.labels[index])
         name = self.classes[label] if self.classes else f'class {label}'
-        box = ', '.join(f'{v:.0f}' for v in found.bboxes[index].tolist())
-        return value, (f'detection {index}: {name} '
-                       f'{float(found.scores[index]):.2f} at ({box})')
+        box = found.bboxes[index].tolist()  # in image pixels
+        where = ', '.join(f'{v:.0f}' for v in box)
+        sx, sy = prep.scale
+        return Score(
+            value, f'detection {index}: {name} '
+            f'{float(found.scores[index]):.2f} at ({where})',
+            [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy])
 
     def _segmentation_score(self, prep: Prepared,
                             target: Optional[int]) -> Score:
@@ -190,7 +204,8 @@ class ConfigSubject:
             return (out * where).sum()
 
         name = self.classes[target] if self.classes else f'class {target}'
-        return value, f'{name}, summed over its {int(where.sum())} pixels'
+        return Score(value,
+                     f'{name}, summed over its {int(where.sum())} pixels')
 
 
 def load_weights(model: torch.nn.Module,
@@ -300,8 +315,9 @@ def make_pictures(subject,
             job['records'] = record_attention(backbone, prep.inputs)
             log(f'{path}: ' + path_used(backbone, prep.inputs, job['records']))
         if 'cam' in kinds:
-            value, job['target'] = subject.score(prep, target, det_index)
-            job['cam_records'], job['cam'] = grad_cam(backbone, stages, value)
+            job['score'] = subject.score(prep, target, det_index)
+            job['cam_records'], job['cam'] = grad_cam(backbone, stages,
+                                                      job['score'].value)
         jobs.append(job)
 
     os.makedirs(out_dir, exist_ok=True)
@@ -334,6 +350,6 @@ def make_pictures(subject,
             if 'cam' in kinds:
                 figures.draw_cam(
                     out.format('cam'), image, cam_records[s], job['cam'][s],
-                    job['target'])
+                    job['score'].title, job['score'].box)
                 written.append(out.format('cam'))
     return written
