@@ -83,14 +83,20 @@ def _mark(ax, point: Point) -> None:
     ax.plot(*point, marker='x', color='lime', markersize=8, mew=2)
 
 
-def _save(fig: Figure, path: str) -> None:
-    """The figure as a PNG of 256 colours (a few times smaller than full
-    colour, and alike to the eye)."""
+def _save(fig: Figure, path: str, margin: int = 4) -> None:
+    """The figure, its white margins trimmed, as a PNG of 256 colours (a
+    few times smaller than full colour, and alike to the eye)."""
     canvas = FigureCanvasAgg(fig)
     fig.set_dpi(DPI)
     canvas.draw()
-    rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
-    rgb.quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+    ink = (rgb < 250).any(-1)
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    rgb = rgb[max(rows[0] - margin, 0):rows[-1] + margin + 1,
+              max(cols[0] - margin, 0):cols[-1] + margin + 1]
+    Image.fromarray(rgb).quantize(
+        256, dither=Image.Dither.NONE).save(
+            path, optimize=True)
 
 
 def _grid(n: int) -> tuple:
