@@ -16,6 +16,7 @@ from mmregionvit.models import RegionViT
 from mmregionvit.models.regionvit import R2LAttention
 from mmregionvit.visualization.attention import (feature_image,
                                                  local_attention,
+                                                 padded_tokens,
                                                  record_attention,
                                                  regional_attention)
 from mmregionvit.visualization.cam import grad_cam
@@ -66,6 +67,8 @@ def window_rows(valid_rows=7, valid_cols=7, union=False):
 def test_uniform_attention_by_hand():
     rec = stage0(tiny_model())
     assert (rec.layout.h_win, rec.layout.w_win) == (4, 6)
+    # 112x168 padded centred: 12 rows (6 on top), 18 columns (9 on the left)
+    assert (rec.region, rec.region_origin) == (28, (-6, -9))
     regional = regional_attention(rec, 0, (10, 10))
     assert regional.shape == (1, 4, 6)
     torch.testing.assert_close(regional, torch.full((1, 4, 6), 1 / 24))
@@ -84,6 +87,10 @@ def test_uniform_attention_by_hand():
         torch.testing.assert_close(to_local, expected, msg=str(point))
         # exactly zero on the padding the mask removes
         assert (to_local[0][torch.from_numpy(~kept)] == 0).all()
+    # the padded tokens of the bottom-right window: rows 4-6 or columns 3-6
+    window, _ = rec.window_of((140, 90))
+    torch.testing.assert_close(
+        padded_tokens(rec, window), torch.from_numpy(~window_rows(4, 3)))
 
 
 def test_local_attention_peaked_on_the_token_itself():
@@ -117,7 +124,12 @@ def test_regional_attention_peaked_on_a_bright_region():
         attn.qkv.weight[16, 0] = 1  # key channel 0 = token channel 0
     image = torch.zeros(1, 3, 112, 112)
     image[0, 0, 28:56, 56:84] = 1  # region (1, 2)
-    rec = record_attention(model, image)[0]
+    records = record_attention(model, image)
+    rec = records[0]
+    assert [(r.region, r.region_origin) for r in records] == [(28, (0, 0)),
+                                                              (56, (0, 0)),
+                                                              (112, (0, 0)),
+                                                              (224, (0, 0))]
     expected = torch.full((1, 4, 4), 1 / 24)
     expected[0, 1, 2] = 9 / 24
     for point in [(5, 5), (100, 60), (70, 40)]:

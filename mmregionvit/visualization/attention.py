@@ -14,7 +14,7 @@ window. (Official quirk: the regional embedding itself sees the image padded
 centred, so its regions sit up to half a region up and left of the windows.)
 """
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, List, Sequence, Tuple
 
 import torch
@@ -34,13 +34,18 @@ class StageRecord:
     ``regional[b]``: ``(heads, nW, nW)``, block ``b``'s regional attention;
     ``local[b]``: ``(nW, heads, L, L)``, its local attention (slot 0 the
     regional token, then the window's local tokens row by row).
+    ``region``: the side in input pixels of what one regional token
+    covers, ``region_origin`` ``(y, x)`` where the first one starts (the
+    regional embedding pads the image centred; official quirk).
     """
     index: int
     layout: WindowLayout
     stride: int
     features: Tensor
-    regional: List[Tensor]
-    local: List[Tensor]
+    region: int
+    region_origin: Tuple[int, int]
+    regional: List[Tensor] = field(default_factory=list)
+    local: List[Tensor] = field(default_factory=list)
 
     @property
     def keep(self) -> Tensor:
@@ -88,19 +93,29 @@ def watch_stages(backbone: RegionViT) -> Iterator[List[StageRecord]]:
     (layout and output map of image 0; no attention) to the list given."""
     records: List[StageRecord] = []
     strides = stage_strides(backbone)
+    region = backbone.regional_embed.region
+    regions = {}  # the input's regions: origin
+
+    def on_input(embed, args):
+        h, w = args[0].shape[-2:]
+        uneven = bool(h % region or w % region)
+        regions['origin'] = (-((region - h % region) * uneven // 2),
+                             -((region - w % region) * uneven // 2))
 
     def hook(index):
 
         def on_output(stage, args, output):
             regional, local = output
             layout = WindowLayout(regional, local, stage.window_size)
+            size = region * strides[index] // backbone.arch['patch_size']
             records.append(
                 StageRecord(index, layout, strides[index], local[0].detach(),
-                            [], []))
+                            size, regions['origin']))
 
         return on_output
 
-    handles = [
+    handles = [backbone.regional_embed.register_forward_pre_hook(on_input)]
+    handles += [
         stage.register_forward_hook(hook(i))
         for i, stage in enumerate(backbone.stages)
     ]

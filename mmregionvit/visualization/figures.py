@@ -50,19 +50,13 @@ def _window_lines(ax, rec: StageRecord, color='white') -> None:
     ax.hlines(np.arange(0, fh + 1, step), 0, fw, color, linewidth=0.8)
 
 
-def _region_lines(ax, rec: StageRecord, image_hw: tuple,
-                  first: StageRecord) -> None:
+def _region_lines(ax, rec: StageRecord) -> None:
     """Dashed: the regions as the regional embedding sees them, on the
-    image padded centred (official quirk), scaled to this stage."""
+    image padded centred (official quirk), at this stage's scale."""
     fw, fh = _frame(rec)
-    region0 = first.layout.ws * first.stride
-    h, w = image_hw
-    uneven = h % region0 or w % region0
-    top = (region0 - h % region0) // 2 if uneven else 0
-    left = (region0 - w % region0) // 2 if uneven else 0
-    size = rec.layout.ws * rec.stride
-    xs = np.arange(-left, fw + 1, size)
-    ys = np.arange(-top, fh + 1, size)
+    top, left = rec.region_origin
+    xs = np.arange(left, fw + 1, rec.region)
+    ys = np.arange(top, fh + 1, rec.region)
     kw = dict(linewidth=0.7, linestyles='dashed')
     ax.vlines(xs[xs >= 0], 0, fh, 'cyan', **kw)
     ax.hlines(ys[ys >= 0], 0, fw, 'cyan', **kw)
@@ -105,8 +99,8 @@ def _grid(n: int) -> tuple:
 
 
 def draw_regional(path: str, image: np.ndarray, rec: StageRecord,
-                  first: StageRecord, weights: Tensor, point: Point,
-                  label: str, block: int, mean: bool) -> None:
+                  weights: Tensor, point: Point, label: str, block: int,
+                  mean: bool) -> None:
     """``weights`` ``(heads, h_win, w_win)``, drawn over the windows."""
     maps = weights.mean(0, keepdim=True) if mean else weights
     rows, cols = _grid(len(maps))
@@ -126,7 +120,7 @@ def draw_regional(path: str, image: np.ndarray, rec: StageRecord,
             interpolation='nearest')
         _hatch_padding(ax, rec)
         _window_lines(ax, rec)
-        _region_lines(ax, rec, image.shape[:2], first)
+        _region_lines(ax, rec)
         _mark(ax, point)
         ax.set_title(f'stage {rec.index}, block {block}, {name}', fontsize=8)
     for ax in axes[len(maps):]:
@@ -184,6 +178,7 @@ def draw_local(path: str, image: np.ndarray, rec: StageRecord,
         ticks = np.arange(ws + 1) * s
         ax.vlines(left + ticks, top, top + ws * s, 'white', linewidth=0.3)
         ax.hlines(top + ticks, left, left + ws * s, 'white', linewidth=0.3)
+        _region_lines(ax, rec)
         _mark(ax, point)
         ax.set_xlim(left, left + ws * s)
         ax.set_ylim(top + ws * s, top)

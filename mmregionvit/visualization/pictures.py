@@ -332,7 +332,7 @@ def make_pictures(subject,
             out = f'{stem}_{{}}_stage{s}.png'
             if 'regional' in kinds:
                 figures.draw_regional(
-                    out.format('regional'), image, rec, records[0],
+                    out.format('regional'), image, rec,
                     regional_attention(rec, block, at), at, label,
                     block % len(rec.regional), not all_heads)
                 written.append(out.format('regional'))
