@@ -12,7 +12,7 @@ from conftest import GOLDEN, load_fixture, official_arch
 from test_timm import classification_weights, release_file
 from tool_helpers import ROOT, load_tool
 
-from mmregionvit.models import RegionViT
+from mmregionvit.models import VARIANTS, RegionViT
 from mmregionvit.models.regionvit import R2LAttention
 from mmregionvit.visualization.attention import (feature_image,
                                                  local_attention,
@@ -168,6 +168,31 @@ def test_rows_sum_to_one_and_padding_gets_zero(name):
             assert (local[~keep[valid]] == 0).all()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize('variant',
+                         ['tiny', 'medium', 'small_w14', 'base_w14_peg'])
+def test_official_variants_record(variant):
+    """Official variants, one of each structure (3conv and 1conv stems,
+    7x7 and 14x14 windows, PEG), at a size that pads every stage: one
+    record per stage, rows summing to 1, outputs equal to the fast
+    path's."""
+    assert variant in VARIANTS
+    model = RegionViT(arch=variant).eval()
+    x = torch.randn(1, 3, 70, 100)
+    records = record_attention(model, x)
+    with torch.no_grad():
+        fast = model(x)
+    assert [r.index for r in records] == [0, 1, 2, 3]
+    for rec, out in zip(records, fast):
+        torch.testing.assert_close(rec.features, out[0], rtol=1e-4, atol=1e-4)
+        assert rec.layout.padded
+        keep = rec.keep[:, None].expand_as(rec.local[-1])
+        valid = keep.any(-1)
+        torch.testing.assert_close((rec.local[-1] * keep).sum(-1)[valid],
+                                   torch.ones(int(valid.sum())))
+        assert len(rec.regional) == len(model.stages[rec.index].blocks)
+
+
 def test_fast_path_records_nothing():
     model = tiny_model()
     calls = []
@@ -272,6 +297,23 @@ def test_config_pictures(config, tmp_path, capsys):
     assert code == 0, err
     assert 'fused=False' in out and '16 pictures written' in out
     check_pictures(tmp_path / 'vis', 'scene')
+    if 'detection' in config:
+        code, out, err = run_tool(capsys, '--config',
+                                  ROOT / 'configs' / config, image,
+                                  '--out-dir', tmp_path / 'none', '--kinds',
+                                  'cam', '--det-index', 1000)
+        assert code == 2 and err.count('\n') == 1, err
+        assert '--det-index 1000 is out of range' in err
+        assert not (tmp_path / 'none').exists()
+
+
+@pytest.mark.slow
+def test_keypoint_config_refused_in_one_line(tmp_path, capsys):
+    config = ROOT / 'configs/keypoint/td-hm_regionvit_demo_shapes.py'
+    code, out, err = run_tool(capsys, '--config', config,
+                              write_image(tmp_path / 'a.png'))
+    assert code == 2 and err.count('\n') == 1, err
+    assert 'mmpose configs are not supported' in err
 
 
 def test_errors_are_one_line(classifier, tmp_path, capsys):
