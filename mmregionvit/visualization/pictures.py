@@ -284,7 +284,6 @@ def make_pictures(subject,
     Bad input raises a one-line ``ValueError`` or ``FileNotFoundError``
     before anything is written.
     """
-    from . import figures
     backbone = subject.backbone
     bad = [k for k in kinds if k not in KINDS]
     if bad:
@@ -300,56 +299,74 @@ def make_pictures(subject,
     sizes = {path: image_size(path) for path in images}
     _check_point(point, sizes)
 
-    attention = {'regional', 'local', 'features'} & set(kinds)
-    jobs = []
-    for path in images:
-        prep = subject.prepare(path)
-        w, h = sizes[path]
-        x, y = point if point is not None else (w / 2, h / 2)
-        job = dict(
-            path=path,
-            prep=prep,
-            label=f'point ({x:g}, {y:g})',
-            at=(x * prep.scale[0], y * prep.scale[1]))
-        if attention:
-            job['records'] = record_attention(backbone, prep.inputs)
-            log(f'{path}: ' + path_used(backbone, prep.inputs, job['records']))
-        if 'cam' in kinds:
-            job['score'] = subject.score(prep, target, det_index)
-            job['cam_records'], job['cam'] = grad_cam(backbone, stages,
-                                                      job['score'].value)
-        jobs.append(job)
-
+    jobs = [
+        _compute(subject, path, sizes[path], kinds, point, stages, target,
+                 det_index, log) for path in images
+    ]
     os.makedirs(out_dir, exist_ok=True)
+    return [
+        out for job in jobs for out in _draw(job, out_dir, kinds, stages,
+                                             block, all_heads, features)
+    ]
+
+
+def _compute(subject, path: str, size: Tuple[int, int], kinds: Sequence[str],
+             point: Optional[Point], stages: Sequence[int],
+             target: Optional[int], det_index: int,
+             log: Callable[[str], None]) -> dict:
+    """Everything the pictures of one image need."""
+    backbone = subject.backbone
+    prep = subject.prepare(path)
+    x, y = point if point is not None else (size[0] / 2, size[1] / 2)
+    job = dict(
+        path=path,
+        prep=prep,
+        label=f'point ({x:g}, {y:g})',
+        at=(x * prep.scale[0], y * prep.scale[1]),
+        records={},
+        cam_records={})
+    if {'regional', 'local', 'features'} & set(kinds):
+        records = record_attention(backbone, prep.inputs)
+        log(f'{path}: ' + path_used(backbone, prep.inputs, records))
+        job['records'] = {r.index: r for r in records}
+    if 'cam' in kinds:
+        job['score'] = subject.score(prep, target, det_index)
+        records, job['cam'] = grad_cam(backbone, stages, job['score'].value)
+        job['cam_records'] = {r.index: r for r in records}
+    return job
+
+
+def _draw(job: dict, out_dir: str, kinds: Sequence[str], stages: Sequence[int],
+          block: int, all_heads: bool, features: str) -> List[str]:
+    """Write the pictures of one image; their paths."""
+    from . import figures
+    stem = osp.join(out_dir, osp.splitext(osp.basename(job['path']))[0])
+    image, at, label = job['prep'].image, job['at'], job['label']
     written = []
-    for job in jobs:
-        stem = osp.join(out_dir, osp.splitext(osp.basename(job['path']))[0])
-        image, at, label = job['prep'].image, job['at'], job['label']
-        records = {r.index: r for r in job.get('records', [])}
-        cam_records = {r.index: r for r in job.get('cam_records', [])}
-        for s in stages:
-            rec = records.get(s)
-            out = f'{stem}_{{}}_stage{s}.png'
-            if 'regional' in kinds:
-                figures.draw_regional(
-                    out.format('regional'), image, rec,
-                    regional_attention(rec, block, at), at, label,
-                    block % len(rec.regional), not all_heads)
-                written.append(out.format('regional'))
-            if 'local' in kinds:
-                to_regional, to_local = local_attention(rec, block, at)
-                figures.draw_local(
-                    out.format('local'), image, rec, to_regional, to_local, at,
-                    label, block % len(rec.local), not all_heads)
-                written.append(out.format('local'))
-            if 'features' in kinds:
-                figures.draw_features(
-                    out.format('features'), image, rec,
-                    feature_image(rec.features, features))
-                written.append(out.format('features'))
-            if 'cam' in kinds:
-                figures.draw_cam(
-                    out.format('cam'), image, cam_records[s], job['cam'][s],
-                    job['score'].title, job['score'].box)
-                written.append(out.format('cam'))
+    for s in stages:
+        rec = job['records'].get(s)
+        out = f'{stem}_{{}}_stage{s}.png'
+        if 'regional' in kinds:
+            figures.draw_regional(
+                out.format('regional'), image, rec,
+                regional_attention(rec, block, at), at, label,
+                block % len(rec.regional), not all_heads)
+            written.append(out.format('regional'))
+        if 'local' in kinds:
+            to_regional, to_local = local_attention(rec, block, at)
+            figures.draw_local(
+                out.format('local'), image, rec, to_regional, to_local, at,
+                label, block % len(rec.local), not all_heads)
+            written.append(out.format('local'))
+        if 'features' in kinds:
+            figures.draw_features(
+                out.format('features'), image, rec,
+                feature_image(rec.features, features))
+            written.append(out.format('features'))
+        if 'cam' in kinds:
+            score = job['score']
+            figures.draw_cam(
+                out.format('cam'), image, job['cam_records'][s], job['cam'][s],
+                score.title, score.box)
+            written.append(out.format('cam'))
     return written
