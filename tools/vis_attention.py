@@ -62,7 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--det-index',
         type=int,
         default=0,
-        help='detection to explain, by rank (default: 0, the first)')
+        help='detection to explain, by its index in the output '
+        '(default: 0, the first)')
     return parser.parse_args(argv)
 
 
