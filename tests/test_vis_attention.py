@@ -208,11 +208,14 @@ def test_fast_path_records_nothing():
     assert len(calls) == 2 * 4  # regional and local of each block
 
 
-def test_grad_cam_by_hand():
+@pytest.mark.parametrize('frozen_stages', [-1, 4])
+def test_grad_cam_by_hand(frozen_stages):
     """Stage 3's block made an identity (its residual branches zeroed), so
     its output map is its input A; for the score sum_c u_c A_c the gradient
-    is u on every token, and Grad-CAM is relu(sum_c u_c A_c)."""
-    model = RegionViT(arch=TINY, det_norm=False).eval()
+    is u on every token, and Grad-CAM is relu(sum_c u_c A_c). Frozen
+    stages (no parameter needing a gradient) change nothing."""
+    model = RegionViT(
+        arch=TINY, det_norm=False, frozen_stages=frozen_stages).eval()
     block = model.stages[3].blocks[0]
     for layer in (block.attn.proj, block.mlp.fc2):
         torch.nn.init.zeros_(layer.weight)

@@ -27,7 +27,10 @@ def grad_cam(backbone: RegionViT, stages: Sequence[int],
     def hook(index):
 
         def before(block, args):
-            inputs[index] = args[0]
+            x = args[0]
+            if not x.requires_grad:  # after frozen stages: a leaf
+                x.requires_grad_()
+            inputs[index] = x
 
         return before
 
