@@ -144,10 +144,15 @@ def draw_local(path: str, image: np.ndarray, rec: StageRecord,
     top, left = (v * s for v in rec.window_origin(window))
     pad = padded_tokens(rec, window)
     vmax = float(max(to_local.max(), to_regional.max()))
-    fig = Figure(figsize=(PANEL + 0.9, PANEL * heads * 0.9 + 0.5))
-    grid = fig.add_gridspec(heads, 2, width_ratios=[1, ws], wspace=0.08)
+    rows, cols = _grid(heads)
+    fig = Figure(
+        figsize=((PANEL + 0.3) * cols + 0.6, PANEL * rows * 0.9 + 0.5))
+    # per head: the regional token's cell, then the window
+    grid = fig.add_gridspec(
+        rows, 2 * cols, width_ratios=[1, ws] * cols, wspace=0.08)
     for h, name in enumerate(_head_names(heads, mean)):
-        cell = fig.add_subplot(grid[h, 0])
+        row, col = divmod(h, cols)
+        cell = fig.add_subplot(grid[row, 2 * col])
         cell.imshow([[float(to_regional[h])]],
                     cmap=CMAP,
                     vmin=0,
@@ -156,7 +161,7 @@ def draw_local(path: str, image: np.ndarray, rec: StageRecord,
         cell.set_xticks([])
         cell.set_yticks([])
         cell.set_xlabel('regional\ntoken', fontsize=7)
-        ax = fig.add_subplot(grid[h, 1])
+        ax = fig.add_subplot(grid[row, 2 * col + 1])
         _show_image(ax, image, rec)
         im = ax.imshow(
             to_local[h].numpy(),
