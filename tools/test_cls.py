@@ -12,16 +12,13 @@ RegionViT the official one: resize the shorter side to 256 bicubic, centre
 crop 224, ImageNet mean and std). Prints top-1 and top-5 accuracy.
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
 from typing import Dict, List, Optional, Tuple
 
-import timm
 import torch
 from timm.data import ImageNetInfo, create_transform, resolve_data_config
-from timm.models import load_state_dict
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
@@ -29,9 +26,7 @@ from tqdm import tqdm
 
 import mmregionvit  # noqa: F401  (registers the RegionViT models)
 from mmregionvit.models import VARIANTS
-from mmregionvit.models.checkpoint import (CheckpointMismatchError,
-                                           checkpoint_filter_fn)
-from mmregionvit.models.timm_models import model_name
+from mmregionvit.models.timm_models import create_classifier, model_name
 
 # timm name -> official variant
 MODELS = {model_name(name): variant for name, variant in VARIANTS.items()}
@@ -165,40 +160,8 @@ def build_dataset(args: argparse.Namespace, num_classes: int,
     return dataset
 
 
-def checkpoint_classes(path: str) -> int:
-    """The number of classes of a checkpoint's head."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'--checkpoint {path} not found')
-    state_dict = checkpoint_filter_fn(load_state_dict(path), classifier=True)
-    if 'head.weight' not in state_dict:
-        raise ValueError(f'{path} has no classifier head (head.weight); '
-                         'is it a RegionViT ImageNet checkpoint?')
-    return len(state_dict['head.weight'])
-
-
 def build_model(args: argparse.Namespace) -> torch.nn.Module:
-    if args.model not in MODELS:
-        raise ValueError(f'unknown model {args.model!r}; choose one of ' +
-                         ', '.join(MODELS))
-    kwargs, overlay = {}, {}
-    if args.arch:
-        try:
-            kwargs['arch'] = json.loads(args.arch)
-        except json.JSONDecodeError as e:
-            raise ValueError(f'--arch is not valid JSON ({e})') from None
-    if args.checkpoint:
-        classes = checkpoint_classes(args.checkpoint)
-        kwargs['num_classes'] = overlay['num_classes'] = classes
-        overlay['file'] = args.checkpoint
-    try:
-        model = timm.create_model(
-            args.model,
-            pretrained=True,
-            pretrained_cfg_overlay=overlay,
-            **kwargs)
-    except CheckpointMismatchError as e:
-        raise ValueError(f'{e.summary} Check --model and --arch.') from None
-    return model.eval()
+    return create_classifier(args.model, args.checkpoint, args.arch)
 
 
 @torch.inference_mode()

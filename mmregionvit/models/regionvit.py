@@ -10,7 +10,7 @@ Each module's ``forward`` is the plain computation. A backbone built with
 paths of ``ops.py`` wherever they apply; ``fused=False``, tracing and
 exporting run the plain code. The token layout is in ``windows.py``.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -142,7 +142,13 @@ class R2LAttention(nn.Module):
     Official quirk: one instance serves both the regional attention (over
     all regional tokens, no bias) and the local attention (inside each
     window, bias on local-local pairs) of a block.
+
+    ``record``, None unless set, is called with the attention weights
+    ``(..., heads, N, N)`` of each call; the output is then computed from
+    those very weights (``weights @ v``) instead of SDPA's fused kernel.
+    Only this reference ``forward`` records: the fast paths never do.
     """
+    record: Optional[Callable[[Tensor], None]] = None
 
     def __init__(self, dim: int, num_heads: int, window_size: int) -> None:
         super().__init__()
@@ -169,8 +175,21 @@ class R2LAttention(nn.Module):
         qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, -1))
         # each (..., heads, N, d)
         q, k, v = (t.transpose(-2, -3) for t in qkv.unbind(-3))
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if self.record is None:
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            weights = self.weights(q, k, mask)
+            self.record(weights)
+            x = weights @ v
         return self.proj(x.transpose(-2, -3).flatten(-2))
+
+    @staticmethod
+    def weights(q: Tensor, k: Tensor, mask: Optional[Tensor]) -> Tensor:
+        """``softmax(q k^T / sqrt(d) + mask)``: the weights SDPA applies."""
+        scores = q @ k.transpose(-2, -1) * q.shape[-1]**-0.5
+        if mask is not None:
+            scores = scores + mask
+        return scores.softmax(dim=-1)
 
 
 class Mlp(nn.Module):

@@ -12,14 +12,18 @@ Extra keyword arguments go to :class:`RegionViTClassifier` (``arch=`` a
 custom dict, ``num_classes``, ``det_norm``, ``drop_path_rate``, ``fused``);
 ``features_only=True`` gives the stage maps.
 """
-from typing import Dict
+import json
+import os.path as osp
+from typing import Dict, Optional
 
+import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import (build_model_with_cfg, generate_default_cfgs,
-                         register_model)
+                         load_state_dict, register_model)
 from torch import Tensor
 
-from .checkpoint import checkpoint_filter_fn, fit_state_dict
+from .checkpoint import (CheckpointMismatchError, checkpoint_filter_fn,
+                         fit_state_dict)
 from .classifier import RegionViTClassifier
 from .variants import VARIANTS, Variant, resolve_arch
 
@@ -157,3 +161,50 @@ def regionvit_base_w14_224(pretrained=False, **kwargs) -> RegionViTClassifier:
 def regionvit_base_w14_peg_224(pretrained=False,
                                **kwargs) -> RegionViTClassifier:
     return _create('regionvit_base_w14_peg_224', pretrained, **kwargs)
+
+
+def create_classifier(name: str,
+                      checkpoint: Optional[str] = None,
+                      arch: Optional[str] = None) -> RegionViTClassifier:
+    """A registered classifier in eval mode, as the tools take one.
+
+    Args:
+        name: A timm name, ``regionvit_{variant}_224``.
+        checkpoint: A weights file (its head gives the classes); None
+            downloads the model's release file.
+        arch: A custom architecture as JSON, in the official names.
+
+    Raises:
+        FileNotFoundError, ValueError: one line naming what is wrong.
+    """
+    names = [model_name(v) for v in VARIANTS]
+    if name not in names:
+        raise ValueError(f'unknown model {name!r}; choose one of ' +
+                         ', '.join(names))
+    kwargs, overlay = {}, {}
+    if arch:
+        try:
+            kwargs['arch'] = json.loads(arch)
+        except json.JSONDecodeError as e:
+            raise ValueError(f'--arch is not valid JSON ({e})') from None
+    if checkpoint:
+        classes = checkpoint_classes(checkpoint)
+        kwargs['num_classes'] = overlay['num_classes'] = classes
+        overlay['file'] = checkpoint
+    try:
+        model = timm.create_model(
+            name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    except CheckpointMismatchError as e:
+        raise ValueError(f'{e.summary} Check --model and --arch.') from None
+    return model.eval()
+
+
+def checkpoint_classes(path: str) -> int:
+    """The number of classes of a checkpoint's head."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'--checkpoint {path} not found')
+    state_dict = checkpoint_filter_fn(load_state_dict(path), classifier=True)
+    if 'head.weight' not in state_dict:
+        raise ValueError(f'{path} has no classifier head (head.weight); '
+                         'is it a RegionViT ImageNet checkpoint?')
+    return len(state_dict['head.weight'])
