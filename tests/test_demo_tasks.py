@@ -159,3 +159,31 @@ def test_demo_paths_are_relative_to_the_callers_directory(
     assert not misplaced
     assert (tmp_path / data / 'annotations').is_dir()
     assert (tmp_path / work / 'iter_2.pth').is_file()
+
+
+def test_demo_says_which_target_it_missed(monkeypatch, capsys):
+    """A run below a target exits 1 with one line of the figures against
+    their targets; a run above them exits 0 without it."""
+    demo = load_tool('demo')
+    threads = torch.get_num_threads()  # the demo sets its own
+    codes = []
+    for bbox_map in (0.012, 0.5):
+        out = dict(
+            metrics={
+                'coco/bbox_mAP': bbox_map,
+                'coco/segm_mAP': 0.4
+            },
+            losses=np.array([2.0, 1.0]),
+            log_dir='logs',
+            picture='predictions.png',
+            checkpoint='iter_20.pth')
+        monkeypatch.setattr(demo, 'run', lambda *args, out=out: out)
+        try:
+            codes.append(demo.main([]))
+        finally:
+            torch.set_num_threads(threads)
+    assert codes == [1, 0]
+    assert capsys.readouterr().err.splitlines() == [
+        'error: below the target: bbox mAP 0.012 (target 0.30); a run '
+        'shortened with --cfg-options rarely reaches it'
+    ]

@@ -1,0 +1,57 @@
+"""Pictures that read at a glance: label maps painted over the image, a
+title above a picture, and a legend of class colours (RGB arrays)."""
+from typing import List, Sequence
+
+import cv2
+import numpy as np
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+BAR = 18  # height of a title bar or a legend row, in pixels
+
+
+def paint_labels(image: np.ndarray,
+                 labels: np.ndarray,
+                 palette: Sequence[Sequence[int]],
+                 skip: Sequence[int] = (),
+                 alpha: float = 0.6) -> np.ndarray:
+    """``image`` with each pixel of class ``c`` (``labels``, H x W) blended
+    with ``palette[c]``; classes in ``skip`` and labels outside the
+    palette (ignored pixels) leave the image as it is."""
+    out = image.copy()
+    for c, colour in enumerate(palette):
+        if c in skip:
+            continue
+        where = labels == c
+        out[where] = ((1 - alpha) * image[where] +
+                      alpha * np.asarray(colour)).astype(image.dtype)
+    return out
+
+
+def titled(image: np.ndarray, title: str) -> np.ndarray:
+    """``image`` under a white bar with ``title`` in it."""
+    bar = np.full((BAR, image.shape[1], 3), 255, np.uint8)
+    cv2.putText(bar, title, (4, BAR - 5), FONT, 0.45, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    return np.concatenate([bar, image], axis=0)
+
+
+def legend(names: Sequence[str], colours: Sequence[Sequence[int]],
+           width: int) -> np.ndarray:
+    """A white strip ``width`` pixels wide: a swatch of each colour and its
+    name, as many to a row as fit."""
+    entries: List[tuple] = []
+    x, row = 4, 0
+    for name, colour in zip(names, colours):
+        size = BAR - 6 + 4 + cv2.getTextSize(name, FONT, 0.45, 1)[0][0] + 12
+        if x > 4 and x + size > width:
+            x, row = 4, row + 1
+        entries.append((x, row, name, colour))
+        x += size
+    strip = np.full((BAR * (row + 1), width, 3), 255, np.uint8)
+    for x, row, name, colour in entries:
+        top = row * BAR + 3
+        cv2.rectangle(strip, (x, top), (x + BAR - 7, top + BAR - 7),
+                      tuple(int(v) for v in colour), -1)
+        cv2.putText(strip, name, (x + BAR - 2, top + BAR - 8), FONT, 0.45,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
