@@ -5,11 +5,14 @@ import math
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from mmengine.runner import Runner
 from tool_helpers import ROOT, as_cli, load_tool, tiny_shapes
+
+from mmregionvit.visualization.panels import BAR
 
 DEMO_SEG = str(ROOT / 'configs/segmentation/upernet_regionvit_demo_shapes.py')
 DEMO_POSE = str(ROOT / 'configs/keypoint/td-hm_regionvit_demo_shapes.py')
@@ -124,7 +127,13 @@ def test_short_detection_demo_trains_and_evaluates(tmp_path):
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert 0 <= out['metrics'][key] <= 1
     assert Path(out['checkpoint']).is_file()
-    assert Path(out['picture']).stat().st_size > 0
+    # 8 val images of 192x192, two to a row, each as ground truth beside
+    # prediction, above a legend of the class colours
+    picture = cv2.imread(out['picture'])[..., ::-1]
+    assert picture.shape[1] == 2 * 2 * 192
+    legend = picture[-BAR:]
+    for colour in ((220, 20, 60), (0, 160, 80), (30, 90, 230)):
+        assert (legend == colour).all(-1).sum() >= (BAR - 8)**2
 
 
 @pytest.mark.slow

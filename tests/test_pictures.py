@@ -79,3 +79,21 @@ def test_inferencer_without_weights_takes_the_configs_dataset(library, config):
     drawn = inferencer.visualizer.dataset_meta
     assert tuple(drawn['classes']) == SHAPES
     assert [tuple(c) for c in drawn['palette']] == COLOURS
+
+
+def test_paint_labels_outlines_each_region():
+    image = np.zeros((9, 9, 3), np.uint8)
+    labels = np.zeros((9, 9), int)
+    labels[2:7, 2:7] = 1
+    out = paint_labels(
+        image,
+        labels, [(0, 0, 0), (200, 0, 0)],
+        skip=[0],
+        alpha=1.0,
+        outline=(255, 255, 255))
+    ring = np.zeros((9, 9), bool)
+    ring[2:7, 2:7] = True
+    ring[3:6, 3:6] = False
+    assert (out[ring] == 255).all()  # the region's border
+    assert (out[3:6, 3:6] == [200, 0, 0]).all()  # inside: its colour
+    assert (out[labels == 0] == 0).all()  # outside: the image

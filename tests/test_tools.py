@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 
@@ -311,6 +312,12 @@ def test_export_tool_and_infer_with_onnxruntime(trained, tmp_path, capsys):
             (tmp_path / backend / 'preds' / f'{image.stem}.json').read_text())
     ref, got = preds['pytorch'], preds['onnxruntime']
     assert len(ref['labels']) > 0
+    # the same picture: the config's class names and colours, not COCO's
+    pictures = [
+        cv2.imread(str(tmp_path / backend / 'vis' / image.name))
+        for backend in ('pytorch', 'onnxruntime')
+    ]
+    assert (pictures[0] != pictures[1]).any(-1).mean() < 0.002
     assert got['labels'] == ref['labels']
     torch.testing.assert_close(
         torch.tensor(got['scores']),

@@ -114,8 +114,13 @@ def _panels(visualizer, scope: str, image: np.ndarray, sample,
         skip = [classes.index('background')] if 'background' in classes \
             else []
         return [
-            paint_labels(image, seg.data[0].cpu().numpy(), meta['palette'],
-                         skip)
+            paint_labels(
+                image,
+                seg.data[0].cpu().numpy(),
+                meta['palette'],
+                skip,
+                alpha=0.7,
+                outline=(255, 255, 255))
             for seg in (sample.gt_sem_seg, sample.pred_sem_seg)
         ]
     panels = []

@@ -1,6 +1,6 @@
 """Pictures that read at a glance: label maps painted over the image, a
 title above a picture, and a legend of class colours (RGB arrays)."""
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -13,10 +13,12 @@ def paint_labels(image: np.ndarray,
                  labels: np.ndarray,
                  palette: Sequence[Sequence[int]],
                  skip: Sequence[int] = (),
-                 alpha: float = 0.6) -> np.ndarray:
+                 alpha: float = 0.6,
+                 outline: Optional[Sequence[int]] = None) -> np.ndarray:
     """``image`` with each pixel of class ``c`` (``labels``, H x W) blended
-    with ``palette[c]``; classes in ``skip`` and labels outside the
-    palette (ignored pixels) leave the image as it is."""
+    with ``palette[c]``, each region outlined in ``outline`` if given;
+    classes in ``skip`` and labels outside the palette (ignored pixels)
+    leave the image as it is."""
     out = image.copy()
     for c, colour in enumerate(palette):
         if c in skip:
@@ -24,6 +26,12 @@ def paint_labels(image: np.ndarray,
         where = labels == c
         out[where] = ((1 - alpha) * image[where] +
                       alpha * np.asarray(colour)).astype(image.dtype)
+        if outline is not None:
+            contours, _ = cv2.findContours(
+                where.astype(np.uint8), cv2.RETR_EXTERNAL,
+                cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(out, contours, -1, tuple(int(v) for v in outline),
+                             1)
     return out
 
 
