@@ -65,6 +65,17 @@ def test_readme_links_every_docs_page():
     ] == []
 
 
+def test_pages_with_commands_say_which_python():
+    """Each page whose commands call ``python`` says that it is the
+    virtual environment's."""
+    silent = [
+        page.name for page in pages()
+        if re.search(r'^(\$ )?python tools/', page.read_text(), re.M)
+        and '.venv/bin/python' not in page.read_text()
+    ]
+    assert silent == []
+
+
 def test_mmcv_build_time_as_the_installer_says():
     minutes = r'about (\d+) minutes on 2 cores'
     (install, ) = re.findall(minutes, (ROOT / 'tools/install.sh').read_text())
