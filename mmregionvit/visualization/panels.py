@@ -47,19 +47,21 @@ def legend(names: Sequence[str], colours: Sequence[Sequence[int]],
            width: int) -> np.ndarray:
     """A white strip ``width`` pixels wide: a swatch of each colour and its
     name, as many to a row as fit."""
+    swatch, gap = BAR - 6, 4  # the square, and the space after it
     entries: List[tuple] = []
-    x, row = 4, 0
+    x, row = gap, 0
     for name, colour in zip(names, colours):
-        size = BAR - 6 + 4 + cv2.getTextSize(name, FONT, 0.45, 1)[0][0] + 12
-        if x > 4 and x + size > width:
-            x, row = 4, row + 1
+        text = cv2.getTextSize(name, FONT, 0.45, 1)[0][0]
+        size = swatch + gap + text + 3 * gap
+        if x > gap and x + size > width:
+            x, row = gap, row + 1
         entries.append((x, row, name, colour))
         x += size
     strip = np.full((BAR * (row + 1), width, 3), 255, np.uint8)
     for x, row, name, colour in entries:
         top = row * BAR + 3
-        cv2.rectangle(strip, (x, top), (x + BAR - 7, top + BAR - 7),
+        cv2.rectangle(strip, (x, top), (x + swatch - 1, top + swatch - 1),
                       tuple(int(v) for v in colour), -1)
-        cv2.putText(strip, name, (x + BAR - 2, top + BAR - 8), FONT, 0.45,
-                    (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(strip, name, (x + swatch + gap, top + swatch - 2), FONT,
+                    0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return strip
