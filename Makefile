@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-avx2 noise lint format env demo
+.PHONY: install test test-avx2 noise lint format env demo shell
 
 install: $(STAMP)
 
@@ -14,6 +14,13 @@ $(STAMP): tools/install.sh requirements/*.txt setup.py
 
 env: $(STAMP)
 	$(PY) tools/check_env.py
+
+# a bash with the virtual environment activated after the user's ~/.bashrc
+# (which may set PATH): `python` is $(PY) there; `exit` leaves it
+shell: $(STAMP)
+	@echo "$(VENV) activated: python is $(PY); exit to leave"
+	@bash -c 'exec bash --rcfile <(echo ". ~/.bashrc 2>/dev/null; \
+		. \"$$0/bin/activate\"") -i' "$(abspath $(VENV))"
 
 # OpenMMLab's style: flake8, isort and yapf (settings in setup.cfg), and
 # the pre-commit-hooks checks OpenMMLab's pre-commit runs, on the tracked

@@ -5,11 +5,14 @@ import math
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from mmengine.runner import Runner
 from tool_helpers import ROOT, as_cli, load_tool, tiny_shapes
+
+from mmregionvit.visualization.panels import BAR
 
 DEMO_SEG = str(ROOT / 'configs/segmentation/upernet_regionvit_demo_shapes.py')
 DEMO_POSE = str(ROOT / 'configs/keypoint/td-hm_regionvit_demo_shapes.py')
@@ -124,7 +127,13 @@ def test_short_detection_demo_trains_and_evaluates(tmp_path):
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert 0 <= out['metrics'][key] <= 1
     assert Path(out['checkpoint']).is_file()
-    assert Path(out['picture']).stat().st_size > 0
+    # 8 val images of 192x192, two to a row, each as ground truth beside
+    # prediction, above a legend of the class colours
+    picture = cv2.imread(out['picture'])[..., ::-1]
+    assert picture.shape[1] == 2 * 2 * 192
+    legend = picture[-BAR:]
+    for colour in ((220, 20, 60), (0, 160, 80), (30, 90, 230)):
+        assert (legend == colour).all(-1).sum() >= (BAR - 8)**2
 
 
 @pytest.mark.slow
@@ -159,3 +168,31 @@ def test_demo_paths_are_relative_to_the_callers_directory(
     assert not misplaced
     assert (tmp_path / data / 'annotations').is_dir()
     assert (tmp_path / work / 'iter_2.pth').is_file()
+
+
+def test_demo_says_which_target_it_missed(monkeypatch, capsys):
+    """A run below a target exits 1 with one line of the figures against
+    their targets; a run above them exits 0 without it."""
+    demo = load_tool('demo')
+    threads = torch.get_num_threads()  # the demo sets its own
+    codes = []
+    for bbox_map in (0.012, 0.5):
+        out = dict(
+            metrics={
+                'coco/bbox_mAP': bbox_map,
+                'coco/segm_mAP': 0.4
+            },
+            losses=np.array([2.0, 1.0]),
+            log_dir='logs',
+            picture='predictions.png',
+            checkpoint='iter_20.pth')
+        monkeypatch.setattr(demo, 'run', lambda *args, out=out: out)
+        try:
+            codes.append(demo.main([]))
+        finally:
+            torch.set_num_threads(threads)
+    assert codes == [1, 0]
+    assert capsys.readouterr().err.splitlines() == [
+        'error: below the target: bbox mAP 0.012 (target 0.30); a run '
+        'shortened with --cfg-options rarely reaches it'
+    ]

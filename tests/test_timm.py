@@ -349,8 +349,9 @@ def test_filter_keeps_own_layout_and_one_mapping():
     }
 
 
-def test_readme_top1_table_matches():
-    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
+def test_docs_top1_table_matches():
+    readme = (Path(__file__).resolve().parents[1] / 'docs' /
+              'timm.md').read_text()
     rows = re.findall(
         r'^\| `(regionvit_\w+)` \| `(RegionViT-\w+\.pth)`(, converted)? \| '
         r'([\d.]+|-) \|$', readme, re.M)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 
@@ -305,13 +306,20 @@ def test_export_tool_and_infer_with_onnxruntime(trained, tmp_path, capsys):
         assert infer.main([
             config, weights,
             str(image), '--out-dir',
-            str(tmp_path / backend), '--backend', backend
+            str(tmp_path / backend), '--backend', backend, '--score-thr', '0'
         ]) == 0
         assert (tmp_path / backend / 'vis' / image.name).is_file()
         preds[backend] = json.loads(
             (tmp_path / backend / 'preds' / f'{image.stem}.json').read_text())
     ref, got = preds['pytorch'], preds['onnxruntime']
     assert len(ref['labels']) > 0
+    # the same picture, every detection drawn with the config's class names
+    # and colours (not COCO's)
+    pictures = [
+        cv2.imread(str(tmp_path / backend / 'vis' / image.name))
+        for backend in ('pytorch', 'onnxruntime')
+    ]
+    assert (pictures[0] != pictures[1]).any(-1).mean() < 0.002
     assert got['labels'] == ref['labels']
     check_close('onnx_score', torch.tensor(got['scores']),
                 torch.tensor(ref['scores']), 'scores')

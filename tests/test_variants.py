@@ -1,5 +1,5 @@
 """The table of official variants is the one source of variant facts: the
-configs and the README agree with it."""
+configs and the docs agree with it."""
 import re
 from pathlib import Path
 
@@ -49,8 +49,8 @@ def test_config_loads_its_variant_weights(path):
     assert backbone.init_cfg.checkpoint == VARIANTS[name].url
 
 
-def test_readme_variant_table_matches():
-    readme = (ROOT / 'README.md').read_text()
+def test_docs_variant_table_matches():
+    readme = (ROOT / 'docs' / 'backbone.md').read_text()
     rows = re.findall(
         r'^\| `(\w+)` \| `\*_regionvit_([a-z0-9-]+)_\*` \| '
         r'`(RegionViT-\w+\.pth)` \((\d+)\) \| ([\d,]+) \|$', readme, re.M)

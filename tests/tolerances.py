@@ -11,7 +11,7 @@ stays well below the smallest real difference its tests must catch.
 ARGS]``): it runs the equality tests under the six settings with
 ``MMREGIONVIT_NOISE_LOG`` set, so that every check appends its error to
 that file, and prints the largest error per bound and setting.
-docs/testing.md has the last table.
+docs/development.md has the last table.
 """
 import json
 import os

@@ -59,9 +59,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmregionvit.models import VARIANTS, RegionViT
 from mmregionvit.utils.complexity import TensorMode, count_macs
+from mmregionvit.utils.config import (INPUT_SIZES, default_input_size,
+                                      read_config)
 from mmregionvit.utils.preflight import PreflightError, check_channels
+from mmregionvit.utils.quiet import quiet_upstream_noise
 
 MB = 2**20
+# backbone mode's input size (H, W) unless --input-size; model mode takes
+# its config's task's (mmregionvit.utils.config.default_input_size)
+BACKBONE_INPUT_SIZE = (672, 1120)
 # --dtype: the autocast dtype, and the name of its GEMM reference
 DTYPES = dict(fp32=torch.float32, bf16=torch.bfloat16, fp16=torch.float16)
 
@@ -477,7 +483,7 @@ def _synthetic_batch(cfg: Config, scope: str, args: argparse.Namespace,
 
 
 def load_model_config(path: Path, cfg_options: Optional[dict]) -> Config:
-    cfg = Config.fromfile(str(path))
+    cfg = read_config(str(path))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
@@ -572,9 +578,7 @@ def onnx_workloads(args: argparse.Namespace,
         macs, uncounted = count_macs(model, (x, ))
         name = f'RegionViT-{args.arch}'
     else:
-        cfg = Config.fromfile(str(config))
-        if args.cfg_options:
-            cfg.merge_from_dict(args.cfg_options)
+        cfg = load_model_config(config, args.cfg_options)
         scope = cfg.get('default_scope', 'mmdet')
         init_default_scope(scope)
         data, _ = _synthetic_batch(cfg, scope, args, torch.device('cpu'))
@@ -687,8 +691,11 @@ def build_parser() -> argparse.ArgumentParser:
         '--input-size',
         type=int,
         nargs=2,
-        default=[672, 1120],
-        metavar=('H', 'W'))
+        metavar=('H', 'W'),
+        help='default: %d %d for a backbone; for a model its task\'s, as '
+        'tools/get_flops.py and tools/export_onnx.py take it (%s)' %
+        (*BACKBONE_INPUT_SIZE, ', '.join(
+            f'{scope} {h} {w}' for scope, (h, w) in INPUT_SIZES.items())))
     common.add_argument('--batch', type=int, default=1)
     common.add_argument(
         '--task', choices=['inference', 'train'], default='inference')
@@ -814,7 +821,7 @@ def validate(parser: argparse.ArgumentParser,
         repeat=args.repeat,
         threads=args.threads,
         gemm_size=args.gemm_size,
-        input_size=min(args.input_size))
+        input_size=min(args.input_size or BACKBONE_INPUT_SIZE))
     bad = [k for k, v in counts.items() if v is not None and v < 1]
     if bad:
         parser.error(f'must be >= 1: {", ".join(bad)}')
@@ -850,16 +857,27 @@ def validate(parser: argparse.ArgumentParser,
             parser.error(f'--compare-timm {args.compare_timm}: no such timm '
                          f'model (timm {timm.__version__}; timm.list_models()'
                          ' lists them)')
+        args.input_size = args.input_size or list(BACKBONE_INPUT_SIZE)
         return torch.device(args.device), []
     if bool(args.config) == bool(args.compare):
         parser.error('model mode takes one CONFIG or --compare CONFIG_A '
                      'CONFIG_B')
     try:
         paths = [resolve_config(c) for c in args.compare or [args.config]]
-        for path in paths:  # the model checks train.py and test.py run
-            check_channels(load_model_config(path, args.cfg_options).model)
-    except (FileNotFoundError, PreflightError) as e:
+        cfgs = [load_model_config(p, args.cfg_options) for p in paths]
+        for cfg in cfgs:  # the model checks train.py and test.py run
+            check_channels(cfg.model)
+        sizes = {
+            default_input_size(cfg.get('default_scope', 'mmdet'))
+            for cfg in cfgs
+        }
+    except (FileNotFoundError, PreflightError, ValueError) as e:
         parser.error(str(e))
+    if args.input_size is None:
+        if len(sizes) > 1:
+            parser.error('--compare: the configs are of different tasks; '
+                         'give the --input-size H W to measure both at')
+        args.input_size = list(sizes.pop())
     return torch.device(args.device), paths
 
 
@@ -1068,6 +1086,7 @@ def compared_variants(args: argparse.Namespace) -> List[Dict[str, Any]]:
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_upstream_noise()
     device, configs = validate(parser, args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

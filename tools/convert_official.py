@@ -29,6 +29,7 @@ from mmregionvit.models.checkpoint import checkpoint_filter_fn, read_state_dict
 from mmregionvit.models.detectron2_checkpoint import (check_against_model,
                                                       convert_detectron2)
 from mmregionvit.utils.checkpoint_safety import CheckpointFileError
+from mmregionvit.utils.quiet import quiet_upstream_noise
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -105,6 +106,7 @@ def next_steps(kind: str, dst: str, config: Optional[str]) -> List[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_upstream_noise()
     if not osp.isfile(args.src):
         print(f'error: {args.src} does not exist', file=sys.stderr)
         return 2

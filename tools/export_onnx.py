@@ -12,7 +12,7 @@ onnxruntime on random inputs (the backbone also at 333x517 with batch 3
 and at 672x1120; a dynamic model also at about 3/4 of the size with batch
 2), compares with PyTorch (detectors: with ``model.predict``), prints the
 largest difference and fails when it exceeds the tolerance. See the
-README's Deployment section for what the outputs mean.
+docs/deployment.md for what the outputs mean.
 """
 import argparse
 import importlib.util
@@ -29,15 +29,12 @@ from mmengine.logging import MMLogger
 import mmregionvit  # noqa: F401
 from mmregionvit.deploy import export as onnx_export
 from mmregionvit.models import VARIANTS, RegionViT
-from mmregionvit.utils.config import load_config
+from mmregionvit.utils.config import default_input_size, load_config
+from mmregionvit.utils.quiet import quiet_upstream_noise
 
-# input size of the traced example and of the first check, by task
-DEFAULT_SHAPES = {
-    'backbone': (224, 224),
-    'mmdet': (672, 1120),
-    'mmseg': (512, 512),
-    'mmpose': (256, 192)
-}
+# input size of the backbone's traced example and first check (a model's:
+# its task's default input size)
+BACKBONE_SHAPE = (224, 224)
 # largest difference accepted: of the output tensors, or in detection box
 # pixels (scores: 1e-4; masks: 1e-4 of the pixels)
 DEFAULT_ATOL = {'backbone': 1e-4, 'mmdet': 1e-2, 'mmseg': 1e-3, 'mmpose': 1e-4}
@@ -146,6 +143,7 @@ def check_deploy_packages() -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_upstream_noise()
     try:
         check_deploy_packages()
         if args.mode == 'backbone':
@@ -167,7 +165,9 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ImportError, ValueError, KeyError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    shape = tuple(args.shape or DEFAULT_SHAPES[task])
+    shape = tuple(
+        args.shape or
+        (BACKBONE_SHAPE if task == 'backbone' else default_input_size(task)))
     atol = args.atol if args.atol is not None else DEFAULT_ATOL[task]
     checks = [(1, shape)]
     if task == 'backbone':

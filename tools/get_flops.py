@@ -17,8 +17,9 @@ from mmengine.registry import MODELS, init_default_scope
 
 import mmregionvit  # noqa: F401
 from mmregionvit.utils.complexity import TensorMode, count_macs
-from mmregionvit.utils.config import load_config
+from mmregionvit.utils.config import default_input_size, load_config
 from mmregionvit.utils.preflight import PreflightError, check_channels
+from mmregionvit.utils.quiet import quiet_upstream_noise
 
 SAMPLES = {
     'mmdet': ('mmdet.structures', 'DetDataSample'),
@@ -71,17 +72,14 @@ def complexity(cfg, shape) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_upstream_noise()
     try:
         cfg = load_config(args.config, args.cfg_options)
         check_channels(cfg.model)
     except (FileNotFoundError, ImportError, ValueError, PreflightError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    shape = args.shape or {
-        'mmdet': (672, 1120),
-        'mmseg': (512, 512),
-        'mmpose': (256, 192)
-    }[cfg.default_scope]
+    shape = args.shape or default_input_size(cfg.default_scope)
     r = complexity(cfg, shape)
     print(f'{args.config} at {shape[0]}x{shape[1]}:')
     print(f'  params: {r["params"] / 1e6:.2f} M '

@@ -7,7 +7,8 @@
 With ``--backend onnxruntime``, CHECKPOINT is a file exported from CONFIG
 by tools/export_onnx.py: onnxruntime runs the network, the config's own
 preprocessing and post-processing run around it, and the outputs are
-written as for the PyTorch model.
+written as for the PyTorch model, with the class names, colours and
+skeleton of the config's dataset.
 
 Detection configs draw boxes and masks, segmentation configs the label
 map, keypoint configs the skeletons (whole image as the person box). The
@@ -25,8 +26,9 @@ import cv2
 
 import mmregionvit  # noqa: F401
 from mmregionvit.models.checkpoint import read_state_dict
-from mmregionvit.utils.config import load_config
+from mmregionvit.utils.config import dataset_metainfo, load_config
 from mmregionvit.utils.preflight import PreflightError, check_channels
+from mmregionvit.utils.quiet import quiet_upstream_noise
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                   '.tiff', '.webp')
@@ -119,6 +121,7 @@ def build_inferencer(cfg, checkpoint: str, device: str):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_upstream_noise()
     missing = [p for p in args.inputs + [args.checkpoint] if not osp.exists(p)]
     try:
         if missing:
@@ -134,8 +137,11 @@ def main(argv=None) -> int:
         return 2
     cfg.model.backbone.init_cfg = None  # weights come from the checkpoint
     if args.backend == 'onnxruntime':
-        from mmregionvit.deploy.runtime import use_onnxruntime
+        from mmregionvit.deploy.runtime import (use_dataset_metainfo,
+                                                use_onnxruntime)
         inferencer = build_inferencer(cfg, None, args.device)
+        use_dataset_metainfo(inferencer, dataset_metainfo(cfg),
+                             cfg.default_scope)
         try:
             use_onnxruntime(
                 inferencer_model(inferencer), args.checkpoint,

@@ -18,6 +18,7 @@ from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import load_config
 from mmregionvit.utils.dist import setup_distributed
 from mmregionvit.utils.preflight import PreflightError, check_config
+from mmregionvit.utils.quiet import quiet_upstream_noise
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,6 +89,7 @@ def enable_show(cfg, show_dir: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_upstream_noise()
     try:
         cfg = load_config(args.config, args.cfg_options, args.work_dir,
                           args.launcher)

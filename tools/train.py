@@ -16,6 +16,7 @@ import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
 from mmregionvit.utils.config import load_config
 from mmregionvit.utils.dist import setup_distributed
 from mmregionvit.utils.preflight import PreflightError, check_config
+from mmregionvit.utils.quiet import quiet_upstream_noise
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_upstream_noise()
     try:
         cfg = load_config(args.config, args.cfg_options, args.work_dir,
                           args.launcher)

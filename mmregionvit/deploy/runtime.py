@@ -14,6 +14,25 @@ from torch import Tensor
 from .export import run, session
 
 
+def use_dataset_metainfo(inferencer, meta: dict, scope: str) -> None:
+    """Give an upstream inferencer built without weights the dataset
+    metainfo a checkpoint would have brought (``meta``: class names,
+    palette, keypoints, skeleton), in place of its defaults (COCO's classes,
+    Cityscapes')."""
+    inner = getattr(inferencer, 'inferencer', inferencer)  # mmpose's
+    if scope == 'mmseg':  # passed to the visualizer when drawing
+        inner.model.dataset_meta = {
+            k: meta.get(k)
+            for k in ('classes', 'palette')
+        }
+    elif scope == 'mmpose':
+        inner.model.dataset_meta = meta
+        inner.visualizer.set_dataset_meta(meta)
+    else:
+        inner.model.dataset_meta = meta
+        inner.visualizer.dataset_meta = meta
+
+
 def _outputs(sess) -> List[str]:
     return [o.name for o in sess.get_outputs()]
 
