@@ -3,6 +3,7 @@ many, evaluation stops on a bad image unless told to leave it out, and
 tools/check_data.py finds them all."""
 import io
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -236,3 +237,179 @@ def test_the_cap_counts_the_bad_samples_of_every_rank(tmp_path, monkeypatch):
             'a.png': 'bad',
             'b.png': 'bad'
         })
+
+
+# ------------------------------------------------- the demo data, broken
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:300])
+
+
+def _edit_annotation(data: Path, image_id: int, **change) -> None:
+    ann = data / 'annotations' / 'instances_train.json'
+    coco = json.loads(ann.read_text())
+    next(a for a in coco['annotations']
+         if a['image_id'] == image_id).update(change)
+    ann.write_text(json.dumps(coco))
+
+
+def broken_shapes(root: Path, bad_val: bool = True) -> tuple:
+    """The tiny demo data with four bad training samples (of 8) and one
+    bad validation image (of 4) if ``bad_val``; returns the data and
+    ``{file: reason}`` of the training ones."""
+    data = Path(tiny_shapes(root))
+    train = data / 'train'
+    _truncate(train / '000003.png')  # mid-dataset
+    (train / '000005.png').write_text('my notes, not an image')
+    _edit_annotation(data, 2, segmentation=[[10.0, 10.0, 20.0, 20.0]])
+    _edit_annotation(data, 7, category_id=99)
+    if bad_val:
+        _truncate(data / 'val' / '000002.png')
+    bad = {
+        train / '000003.png': 'cannot be decoded as an image (300 bytes)',
+        train / '000005.png': 'cannot be decoded as an image (22 bytes)',
+        train / '000001.png': 'polygon with 2 point(s), fewer than 3',
+        train / '000006.png': 'category id 99 is not in "categories"',
+    }
+    return data, {str(k): v for k, v in bad.items()}
+
+
+def assert_lists_exactly(list_file: Path, bad: dict) -> None:
+    listed = read_list(str(list_file))
+    assert listed.keys() == bad.keys()
+    for file, reason in bad.items():
+        assert listed[file].endswith(reason), (file, listed[file])
+
+
+def test_check_data_tool_reports_every_bad_file(tmp_path, capsys):
+    data, bad = broken_shapes(tmp_path / 'shapes')
+    check = load_tool('check_data')
+    args = [
+        DEMO_DET, '--nproc', '2', '--cfg-options',
+        *as_cli(data_options(str(data)))
+    ]
+    assert check.main(args) == 1
+    out = capsys.readouterr().out
+    assert 'train: 8 files, 2 cannot be decoded, 2 with unusable ' \
+        'annotations' in out
+    assert 'val: 4 files, 1 cannot be decoded, 0 with unusable ' \
+        'annotations' in out
+    listed = out[out.index('bad files (5):'):].splitlines()[1:]
+    val = str(data / 'val' / '000002.png')
+    expected = dict(bad, **{val: 'cannot be decoded as an image (300 bytes)'})
+    assert len(listed) == 5
+    for line in listed:
+        file, reason = line.split('\t')
+        assert reason.endswith(expected.pop(file))
+    clean = tiny_shapes(tmp_path / 'clean')
+    assert check.main(
+        [DEMO_DET, '--cfg-options', *as_cli(data_options(clean))]) == 0
+    assert 'bad files' not in capsys.readouterr().out
+
+
+# ------------------------------------------------------------ training
+
+train_tool = load_tool('train')
+test_tool = load_tool('test')
+
+
+def small(data: Path, **extra) -> dict:
+    """The demo detector on ``data`` at 64x64, two dataloader workers that
+    live through the run, batches of 4 (two iterations see every training
+    image: the sampler goes through a whole permutation first)."""
+    options = data_options(str(data))
+    options.update({
+        'train_dataloader.num_workers': 2,
+        'train_dataloader.persistent_workers': True,
+        'train_dataloader.batch_size': 4,
+        'train_dataloader.dataset.pipeline.2.scale': (64, 64),
+        'val_dataloader.dataset.pipeline.1.scale': (64, 64),
+        'test_dataloader.dataset.pipeline.1.scale': (64, 64),
+    })
+    options.update(extra)
+    return options
+
+
+def run_train(data: Path, work: Path, iters: int, *flags: str, **extra) -> int:
+    return train_tool.main([
+        DEMO_DET, '--work-dir',
+        str(work), *flags, '--cfg-options', *as_cli(small(data, **extra)),
+        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}'
+    ])
+
+
+def log_text(work: Path) -> str:
+    return '\n'.join(p.read_text() for p in sorted(work.glob('*/*.log')))
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """Two iterations on the broken data (half of it bad: a cap of 60%),
+    validated with the bad val image left out; then resumed to 3."""
+    tmp = tmp_path_factory.mktemp('bad')
+    data, bad = broken_shapes(tmp / 'shapes')
+    work = tmp / 'work'
+    flags = ['--max-bad-share', '0.6', '--skip-bad-eval-images']
+    first = run_train(data, work, 2, *flags)
+    first_list = read_list(str(work / 'bad_samples.txt'))
+    first_log = log_text(work)
+    resumed = run_train(data, work, 3, '--resume', *flags)
+    return SimpleNamespace(
+        data=data,
+        bad=bad,
+        work=work,
+        codes=(first, resumed),
+        first_list=first_list,
+        first_log=first_log)
+
+
+@pytest.mark.slow
+def test_training_skips_bad_samples_lists_them_and_resumes(trained):
+    assert trained.codes == (0, 0)
+    work = trained.work
+    # the last iteration, then again after resuming
+    assert torch.load(work / 'iter_2.pth')['meta']['iter'] == 2
+    assert torch.load(work / 'iter_3.pth')['meta']['iter'] == 3
+    assert trained.first_list.keys() == trained.bad.keys()
+    assert_lists_exactly(work / 'bad_samples.txt', trained.bad)
+    # one warning per file, the first time, naming it and why
+    for file, reason in trained.bad.items():
+        said = [
+            line for line in trained.first_log.splitlines()
+            if f'skipping bad train sample {file}:' in line
+        ]
+        assert len(said) == 1 and reason in said[0], said
+
+
+@pytest.mark.slow
+def test_validation_leaves_out_a_bad_image_on_request(trained):
+    log = trained.first_log
+    val_image = trained.data / 'val' / '000002.png'
+    assert '1 val image(s) that cannot be decoded were left out of this ' \
+        'evaluation' in log
+    metrics = [line for line in log.splitlines() if 'Iter(val)' in line]
+    assert metrics and 'skipped_bad_images: 1' in metrics[-1]
+    assert 'coco/bbox_mAP' in metrics[-1]
+    assert read_list(str(trained.work / 'bad_val_images.txt')).keys() == \
+        {str(val_image)}
+    kept = json.loads((trained.work / 'val0_without_bad.json').read_text())
+    assert [i['file_name'] for i in kept['images']
+            ] == ['000000.png', '000001.png', '000003.png']
+
+
+@pytest.mark.slow
+def test_too_many_bad_samples_stop_training(tmp_path, capsys):
+    data, bad = broken_shapes(tmp_path / 'shapes', bad_val=False)
+    work = tmp_path / 'work'
+    assert run_train(data, work, 2) == 1  # the default cap: 1%
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    list_file = work / 'bad_samples.txt'
+    assert re.fullmatch(
+        r'error: [1-8] of 8 training samples are bad, more than the 1\.0% '
+        rf'allowed \(bad_samples\.max_share\); the list is in '
+        rf'{re.escape(str(list_file))}\.', err), err
+    listed = read_list(str(list_file))
+    assert listed and listed.keys() <= bad.keys()
+    assert not (work / 'iter_2.pth').exists()
