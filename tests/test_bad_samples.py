@@ -20,6 +20,7 @@ from mmregionvit.datasets.bad_samples import (BadSampleError, SkipBadSamples,
                                               annotation_problems,
                                               image_problem, read_list)
 from mmregionvit.engine import bad_sample_hook
+from mmregionvit.utils import preflight
 from mmregionvit.engine.bad_sample_hook import BadSampleHook
 
 LOAD = [dict(type='LoadImageFromFile')]
@@ -413,3 +414,49 @@ def test_too_many_bad_samples_stop_training(tmp_path, capsys):
     listed = read_list(str(list_file))
     assert listed and listed.keys() <= bad.keys()
     assert not (work / 'iter_2.pth').exists()
+
+
+@pytest.mark.slow
+def test_a_bad_test_image_stops_evaluation_unless_left_out(
+        trained, tmp_path, capsys, monkeypatch):
+    checkpoint = str(trained.work / 'iter_3.pth')
+    image = trained.data / 'val' / '000002.png'
+
+    def evaluate(work: str, *flags: str) -> int:
+        options = small(
+            trained.data, **{
+                'test_dataloader.num_workers': 1,
+                'model.test_cfg.rcnn.score_thr': 0.0
+            })
+        return test_tool.main([
+            DEMO_DET, checkpoint, '--work-dir',
+            str(tmp_path / work), *flags, '--cfg-options', *as_cli(options)
+        ])
+
+    def one_line() -> str:
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        return err
+
+    # a set this small is decoded whole before any work
+    assert evaluate('before') == 2
+    err = one_line()
+    assert str(image) in err and '--skip-bad-eval-images' in err
+    # a larger one, of which the pre-flight check decodes a sample that
+    # misses it, stops when a dataloader worker reaches it
+    monkeypatch.setattr(preflight, '_DECODE_SAMPLE', 1)
+    assert evaluate('during') == 1
+    assert one_line() == (
+        f'error: test image {image}: cannot be decoded as an image (300 '
+        'bytes); replace the file or remove it from the annotations, or pass'
+        ' --skip-bad-eval-images to leave it out of the metric.')
+    # left out on request, and said with the metrics
+    assert evaluate('left_out', '--skip-bad-eval-images') == 0
+    log = log_text(tmp_path / 'left_out')
+    metrics = [line for line in log.splitlines() if 'Iter(test)' in line]
+    assert 'coco/bbox_mAP' in metrics[-1]
+    assert 'skipped_bad_images: 1' in metrics[-1]
+    kept = json.loads(
+        (tmp_path / 'left_out' / 'test0_without_bad.json').read_text())
+    assert [i['file_name'] for i in kept['images']
+            ] == ['000000.png', '000001.png', '000003.png']
