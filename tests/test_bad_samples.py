@@ -20,8 +20,8 @@ from mmregionvit.datasets.bad_samples import (BadSampleError, SkipBadSamples,
                                               annotation_problems,
                                               image_problem, read_list)
 from mmregionvit.engine import bad_sample_hook
-from mmregionvit.utils import preflight
 from mmregionvit.engine.bad_sample_hook import BadSampleHook
+from mmregionvit.utils import preflight
 
 LOAD = [dict(type='LoadImageFromFile')]
 
