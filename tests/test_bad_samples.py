@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tool_helpers import DEMO_DET, as_cli, data_options, load_tool, tiny_shapes
+from tool_helpers import (DEMO_DET, ROOT, as_cli, data_options, load_tool,
+                          tiny_shapes)
 
 from mmregionvit.datasets import bad_samples
 from mmregionvit.datasets.bad_samples import (BadSampleError, SkipBadSamples,
@@ -460,3 +461,34 @@ def test_a_bad_test_image_stops_evaluation_unless_left_out(
         (tmp_path / 'left_out' / 'test0_without_bad.json').read_text())
     assert [i['file_name'] for i in kept['images']
             ] == ['000000.png', '000001.png', '000003.png']
+
+
+@pytest.mark.parametrize('config', [
+    'configs/segmentation/upernet_regionvit_demo_shapes.py',
+    'configs/keypoint/td-hm_regionvit_demo_shapes.py'
+])
+def test_segmentation_and_pose_datasets_skip_bad_files(config, tmp_path,
+                                                       warnings):
+    """The tools guard every dataset: a bad image (or label map) of a
+    segmentation or top-down pose dataset is replaced by another sample."""
+    from mmengine.registry import DATASETS, init_default_scope
+
+    from mmregionvit.utils.config import load_config
+    from mmregionvit.utils.data_checks import guard_datasets
+    data = Path(tiny_shapes(tmp_path / 'shapes'))
+    _truncate(data / 'train' / '000003.png')
+    bad = {str(data / 'train' / '000003.png')}
+    if 'segmentation' in config:
+        label_map = data / 'ann_dir' / 'train' / '000005.png'
+        label_map.write_text('not a label map')
+        bad.add(str(label_map))
+    cfg = load_config(
+        str(ROOT / config), {'train_dataloader.dataset.data_root': f'{data}/'},
+        work_dir=str(tmp_path / 'work'))
+    guard_datasets(cfg, True)
+    init_default_scope(cfg.default_scope)
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    for i in range(len(dataset)):
+        assert dataset[i]['inputs'].shape[0] == 3
+    records = tmp_path / 'work' / 'bad_samples_by_process' / 'rank0-main.txt'
+    assert read_list(str(records)).keys() == bad
