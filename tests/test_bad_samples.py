@@ -492,3 +492,59 @@ def test_segmentation_and_pose_datasets_skip_bad_files(config, tmp_path,
         assert dataset[i]['inputs'].shape[0] == 3
     records = tmp_path / 'work' / 'bad_samples_by_process' / 'rank0-main.txt'
     assert read_list(str(records)).keys() == bad
+
+
+@pytest.mark.slow
+def test_two_processes_list_their_own_skips_and_merge_them(tmp_path):
+    """tools/dist_train.sh, two processes with a dataloader worker each:
+    the sampler in file order gives process 0 images 0, 2, 4, 6 and
+    process 1 images 1, 3, 5, 7, so each meets bad files of its own."""
+    from test_distributed import NO_VAL, launch
+    data, bad = broken_shapes(tmp_path / 'shapes', bad_val=False)
+    work = tmp_path / 'work'
+    options = data_options(str(data))
+    options.update({
+        'train_dataloader.num_workers': 1,
+        'train_dataloader.persistent_workers': True,
+        'train_dataloader.sampler.shuffle': False,
+        'train_dataloader.dataset.pipeline.2.scale': (64, 64),
+    })
+    launch([
+        'tools/dist_train.sh', DEMO_DET, '2', '--work-dir',
+        str(work), '--max-bad-share', '0.6', '--cfg-options',
+        *as_cli(options), 'train_cfg.max_iters=2', *NO_VAL
+    ], tmp_path / 'two.log')
+    assert_lists_exactly(work / 'bad_samples.txt', bad)
+    records = work / 'bad_samples_by_process'
+    rank0 = read_list(str(records / 'rank0-worker0.txt'))
+    rank1 = read_list(str(records / 'rank1-worker0.txt'))
+    train = data / 'train'
+    assert str(train / '000006.png') in rank0
+    assert {str(train / f'00000{i}.png') for i in (1, 3, 5)} <= rank1.keys()
+    assert sorted(p.name for p in records.iterdir()) == [
+        'rank0-worker0.txt', 'rank1-worker0.txt'
+    ]
+
+
+def test_a_folder_evaluation_set_leaves_out_bad_images(tmp_path):
+    """Segmentation images in a folder: the others are listed as mmseg's
+    ``ann_file``."""
+    from mmengine.registry import DATASETS, init_default_scope
+
+    from mmregionvit.utils.config import load_config
+    from mmregionvit.utils.data_checks import leave_out_bad_images
+    data = Path(tiny_shapes(tmp_path / 'shapes'))
+    _truncate(data / 'val' / '000002.png')
+    work = tmp_path / 'work'
+    cfg = load_config(
+        str(ROOT / 'configs/segmentation/upernet_regionvit_demo_shapes.py'),
+        {'val_dataloader.dataset.data_root': f'{data}/'},
+        work_dir=str(work))
+    assert leave_out_bad_images(cfg, 'val', nproc=1) == (
+        1, str(work / 'bad_val_images.txt'))
+    init_default_scope(cfg.default_scope)
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    assert [
+        Path(dataset.get_data_info(i)['img_path']).name
+        for i in range(len(dataset))
+    ] == ['000000.png', '000001.png', '000003.png']
