@@ -511,8 +511,8 @@ def test_two_processes_list_their_own_skips_and_merge_them(tmp_path):
     })
     launch([
         'tools/dist_train.sh', DEMO_DET, '2', '--work-dir',
-        str(work), '--max-bad-share', '0.6', '--cfg-options',
-        *as_cli(options), 'train_cfg.max_iters=2', *NO_VAL
+        str(work), '--max-bad-share', '0.6', '--cfg-options', *as_cli(options),
+        'train_cfg.max_iters=2', *NO_VAL
     ], tmp_path / 'two.log')
     assert_lists_exactly(work / 'bad_samples.txt', bad)
     records = work / 'bad_samples_by_process'
@@ -540,8 +540,8 @@ def test_a_folder_evaluation_set_leaves_out_bad_images(tmp_path):
         str(ROOT / 'configs/segmentation/upernet_regionvit_demo_shapes.py'),
         {'val_dataloader.dataset.data_root': f'{data}/'},
         work_dir=str(work))
-    assert leave_out_bad_images(cfg, 'val', nproc=1) == (
-        1, str(work / 'bad_val_images.txt'))
+    assert leave_out_bad_images(
+        cfg, 'val', nproc=1) == (1, str(work / 'bad_val_images.txt'))
     init_default_scope(cfg.default_scope)
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
     assert [
