@@ -22,6 +22,7 @@ from mmcv.transforms import BaseTransform, Compose
 from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from PIL import Image
+from torch.utils.data import get_worker_info
 
 from ..registry import TRANSFORMS
 
@@ -197,21 +198,20 @@ class _Recorder:
     def __init__(self, record_dir: str) -> None:
         self.record_dir = record_dir
         self.rank = get_rank()  # built in the main process of a rank
-        self.mine: Optional[set] = None
+        self.listed: Dict[str, set] = {}  # own list -> files in it
 
     def add(self, path: str, reason: str) -> bool:
         """Note a skip; True the first time any process of the run skips
         ``path``."""
-        from torch.utils.data import get_worker_info
         info = get_worker_info()
         own = record_path(self.record_dir, self.rank,
                           None if info is None else info.id)
-        if self.mine is None:  # a worker restarted for a new epoch
-            self.mine = set(read_list(own))
-        if path in self.mine:
+        if own not in self.listed:  # also a worker started anew each epoch
+            self.listed[own] = set(read_list(own))
+        if path in self.listed[own]:
             return False
         first = path not in read_records(self.record_dir)
-        self.mine.add(path)
+        self.listed[own].add(path)
         os.makedirs(self.record_dir, exist_ok=True)
         with open(own, 'a') as f:
             f.write(f'{path}\t{reason}\n')
@@ -274,20 +274,20 @@ class SkipBadSamples(BaseTransform):
 
     def transform(self, results: dict) -> Optional[dict]:
         paths = [results.get(k) for k in FILE_KEYS]
-        path = paths[0]
-        reason = self.problems.get(osp.normpath(path)) if path else None
-        if reason is None:
-            try:
-                out = self.pipeline(results)
-            except Exception:
-                path, reason = _bad_file(paths)
-                if path is None:
-                    raise
-            else:
-                if out is not None:
-                    self.in_a_row = 0
-                return out
-        return self._bad(path, reason)
+        reason = self.problems.get(osp.normpath(
+            paths[0])) if paths[0] else None
+        if reason is not None:
+            return self._bad(paths[0], reason)
+        try:
+            out = self.pipeline(results)
+        except Exception:
+            path, reason = _bad_file(paths)
+            if path is None:
+                raise
+            return self._bad(path, reason)
+        if out is not None:
+            self.in_a_row = 0
+        return out
 
     def _bad(self, path: str, reason: str) -> None:
         if not self.skip:
