@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_distributed import NO_VAL, launch
 from tool_helpers import (DEMO_DET, ROOT, as_cli, data_options, load_tool,
                           tiny_shapes)
 
@@ -128,7 +129,8 @@ def _results(path: Path) -> dict:
     return dict(img_path=str(path))
 
 
-def test_training_pipeline_skips_lists_and_warns_once(tmp_path, warnings):
+def test_training_pipeline_skips_lists_and_warns_once(tmp_path, warnings,
+                                                      monkeypatch):
     good = _png(tmp_path / 'good.png')
     cut = tmp_path / 'cut.png'
     cut.write_bytes(good.read_bytes()[:100])
@@ -142,8 +144,11 @@ def test_training_pipeline_skips_lists_and_warns_once(tmp_path, warnings):
     }
     assert len(warnings) == 1 and str(cut) in warnings[0]
     assert '\n' not in warnings[0]
-    # another process of the run (here: a new one) does not warn again
+    # a dataloader worker of the run lists it too, but does not warn again
+    monkeypatch.setattr(bad_samples, 'get_worker_info',
+                        lambda: SimpleNamespace(id=1))
     assert SkipBadSamples(LOAD, record_dir=str(records))(_results(cut)) is None
+    assert read_list(str(records / 'rank0-worker1.txt')).keys() == {str(cut)}
     assert len(warnings) == 1
 
 
@@ -333,11 +338,14 @@ def small(data: Path, **extra) -> dict:
     return options
 
 
-def run_train(data: Path, work: Path, iters: int, *flags: str, **extra) -> int:
+def run_train(data: Path, work: Path, iters: int, *flags: str,
+              options=()) -> int:
+    """tools/train.py with ``flags``, and config ``options`` last."""
     return train_tool.main([
         DEMO_DET, '--work-dir',
-        str(work), *flags, '--cfg-options', *as_cli(small(data, **extra)),
-        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}'
+        str(work), *flags, '--cfg-options', *as_cli(small(data)),
+        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+        *options
     ])
 
 
@@ -348,7 +356,8 @@ def log_text(work: Path) -> str:
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """Two iterations on the broken data (half of it bad: a cap of 60%),
-    validated with the bad val image left out; then resumed to 3."""
+    validated with the bad val image left out; then resumed to 3, without
+    validation."""
     tmp = tmp_path_factory.mktemp('bad')
     data, bad = broken_shapes(tmp / 'shapes')
     work = tmp / 'work'
@@ -356,7 +365,7 @@ def trained(tmp_path_factory):
     first = run_train(data, work, 2, *flags)
     first_list = read_list(str(work / 'bad_samples.txt'))
     first_log = log_text(work)
-    resumed = run_train(data, work, 3, '--resume', *flags)
+    resumed = run_train(data, work, 3, '--resume', *flags[:2], options=NO_VAL)
     return SimpleNamespace(
         data=data,
         bad=bad,
@@ -499,7 +508,6 @@ def test_two_processes_list_their_own_skips_and_merge_them(tmp_path):
     """tools/dist_train.sh, two processes with a dataloader worker each:
     the sampler in file order gives process 0 images 0, 2, 4, 6 and
     process 1 images 1, 3, 5, 7, so each meets bad files of its own."""
-    from test_distributed import NO_VAL, launch
     data, bad = broken_shapes(tmp_path / 'shapes', bad_val=False)
     work = tmp_path / 'work'
     options = data_options(str(data))

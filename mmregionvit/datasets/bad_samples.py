@@ -9,6 +9,7 @@ that mmengine's ``BaseDataset`` draws another one (up to its
 ``max_refetch``), and each process lists what it skipped in a file of its
 own; in evaluation it stops with one line instead.
 """
+import hashlib
 import io
 import json
 import logging
@@ -30,6 +31,8 @@ from ..registry import TRANSFORMS
 # per-process lists it is merged from.
 LIST_NAME = 'bad_samples.txt'
 RECORD_DIR = 'bad_samples_by_process'
+# In RECORD_DIR: one empty file per skipped file that has been warned of.
+WARNED_DIR = 'warned'
 # The result keys of the files a pipeline reads.
 FILE_KEYS = ('img_path', 'seg_map_path')
 FIX = 'replace the file or remove it from the annotations'
@@ -163,19 +166,17 @@ def read_list(path: str) -> Dict[str, str]:
     return entries
 
 
-def rank_lists(record_dir: str, rank: Optional[int] = None) -> List[str]:
-    """The per-process lists of one rank (or of every rank)."""
+def rank_lists(record_dir: str, rank: int) -> List[str]:
+    """The per-process lists of one rank."""
     if not osp.isdir(record_dir):
         return []
-    prefix = 'rank' if rank is None else f'rank{rank}-'
     return sorted(
         osp.join(record_dir, n) for n in os.listdir(record_dir)
-        if n.startswith(prefix) and n.endswith('.txt'))
+        if n.startswith(f'rank{rank}-') and n.endswith('.txt'))
 
 
-def read_records(record_dir: str,
-                 rank: Optional[int] = None) -> Dict[str, str]:
-    """What the processes of ``rank`` (or all) have skipped."""
+def read_records(record_dir: str, rank: int) -> Dict[str, str]:
+    """What the processes of ``rank`` have skipped."""
     entries = {}
     for path in rank_lists(record_dir, rank):
         for file, reason in read_list(path).items():
@@ -210,12 +211,26 @@ class _Recorder:
             self.listed[own] = set(read_list(own))
         if path in self.listed[own]:
             return False
-        first = path not in read_records(self.record_dir)
         self.listed[own].add(path)
         os.makedirs(self.record_dir, exist_ok=True)
         with open(own, 'a') as f:
             f.write(f'{path}\t{reason}\n')
-        return first
+        return self._claim(path)
+
+    def _claim(self, path: str) -> bool:
+        """True in the one process that claims ``path`` first: creating a
+        file exclusively succeeds once, also between processes."""
+        folder = osp.join(self.record_dir, WARNED_DIR)
+        os.makedirs(folder, exist_ok=True)
+        name = hashlib.sha1(path.encode()).hexdigest()
+        try:
+            os.close(
+                os.open(
+                    osp.join(folder, name),
+                    os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
 
 
 def _bad_file(paths: Sequence[Optional[str]]) -> Tuple[Optional[str], str]:

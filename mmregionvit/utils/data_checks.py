@@ -4,14 +4,15 @@ file of a dataset (tools/check_data.py)."""
 import json
 import os
 import os.path as osp
+import shutil
 from typing import Dict, List, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
 from mmengine.utils import track_parallel_progress, track_progress
 
-from ..datasets.bad_samples import (LIST_NAME, RECORD_DIR, annotation_problems,
-                                    image_problem, load_coco, rank_lists,
-                                    write_list)
+from ..datasets.bad_samples import (LIST_NAME, RECORD_DIR, WARNED_DIR,
+                                    annotation_problems, image_problem,
+                                    load_coco, rank_lists, write_list)
 from .dist import torch_env
 from .preflight import dataset_paths, leaf_datasets
 
@@ -61,17 +62,20 @@ def _rank(cfg: Config) -> int:
 
 def _forget_earlier_run(cfg: Config) -> None:
     """Remove this rank's lists of skipped samples (and, on rank 0, the
-    merged list) of an earlier run in the work dir, before any dataloader
-    worker starts; a resumed run keeps them."""
+    merged list and the marks of what was warned of) of an earlier run in
+    the work dir, before any dataloader worker starts; a resumed run keeps
+    them."""
     if cfg.get('resume'):
         return
     work_dir = osp.abspath(cfg.work_dir)
+    record_dir = osp.join(work_dir, RECORD_DIR)
     rank = _rank(cfg)
-    for path in rank_lists(osp.join(work_dir, RECORD_DIR), rank):
+    for path in rank_lists(record_dir, rank):
         os.remove(path)
-    merged = osp.join(work_dir, LIST_NAME)
-    if rank == 0 and osp.isfile(merged):
-        os.remove(merged)
+    if rank == 0:
+        shutil.rmtree(osp.join(record_dir, WARNED_DIR), ignore_errors=True)
+        if osp.isfile(osp.join(work_dir, LIST_NAME)):
+            os.remove(osp.join(work_dir, LIST_NAME))
 
 
 def guard_datasets(cfg: Config,
