@@ -556,3 +556,28 @@ def test_a_folder_evaluation_set_leaves_out_bad_images(tmp_path):
         Path(dataset.get_data_info(i)['img_path']).name
         for i in range(len(dataset))
     ] == ['000000.png', '000001.png', '000003.png']
+
+
+@pytest.mark.parametrize('resume', [False, True])
+def test_a_new_run_forgets_the_lists_of_an_earlier_one(tmp_path, resume):
+    """Before any dataloader worker starts, a new run in the work dir
+    removes what its rank listed before; a resumed run keeps it."""
+    from mmregionvit.utils.config import load_config
+    from mmregionvit.utils.data_checks import guard_datasets
+    work = tmp_path / 'work'
+    records = work / 'bad_samples_by_process'
+    (records / 'warned').mkdir(parents=True)
+    earlier = [
+        records / 'rank0-worker0.txt', records / 'rank0-main.txt',
+        records / 'warned' / 'abc', work / 'bad_samples.txt'
+    ]
+    for path in [*earlier, records / 'rank1-worker0.txt']:
+        path.write_text('x.png\tbad\n')
+    cfg = load_config(DEMO_DET, work_dir=str(work))
+    cfg.resume = resume
+    guard_datasets(cfg, True)
+    assert [p.exists() for p in earlier] == [resume] * 4
+    assert (records / 'rank1-worker0.txt').exists()  # another rank's
+    assert cfg.custom_hooks[-1].type == 'mmregionvit.BadSampleHook'
+    assert cfg.train_dataloader.dataset.pipeline[0].type == \
+        'mmregionvit.SkipBadSamples'
