@@ -581,3 +581,26 @@ def test_a_new_run_forgets_the_lists_of_an_earlier_one(tmp_path, resume):
     assert cfg.custom_hooks[-1].type == 'mmregionvit.BadSampleHook'
     assert cfg.train_dataloader.dataset.pipeline[0].type == \
         'mmregionvit.SkipBadSamples'
+
+
+def test_a_coco_evaluation_set_and_its_metric_leave_out_bad_images(tmp_path):
+    """The dataset and the COCO metric read a copy of the annotations
+    without the bad image: the metric is that of the others."""
+    from mmregionvit.utils.config import load_config
+    from mmregionvit.utils.data_checks import leave_out_bad_images
+    data, _ = broken_shapes(tmp_path / 'shapes')
+    work = tmp_path / 'work'
+    cfg = load_config(DEMO_DET, data_options(str(data)), str(work))
+    assert leave_out_bad_images(
+        cfg, 'test', nproc=1) == (1, str(work / 'bad_test_images.txt'))
+    kept = str(work / 'test0_without_bad.json')
+    assert cfg.test_dataloader.dataset.ann_file == kept
+    assert cfg.test_evaluator.ann_file == kept
+    coco = json.loads(Path(kept).read_text())
+    original = json.loads(
+        (data / 'annotations' / 'instances_val.json').read_text())
+    assert [i['id'] for i in coco['images']] == [1, 2, 4]
+    assert coco['annotations'] == [
+        a for a in original['annotations'] if a['image_id'] != 3
+    ]
+    assert coco['categories'] == original['categories']
