@@ -383,6 +383,11 @@ def test_training_skips_bad_samples_lists_them_and_resumes(trained):
     assert torch.load(work / 'iter_2.pth')['meta']['iter'] == 2
     assert torch.load(work / 'iter_3.pth')['meta']['iter'] == 3
     assert trained.first_list.keys() == trained.bad.keys()
+    # the config the run saved serves inference as written
+    from mmengine.config import Config
+    saved = Config.fromfile(work / Path(DEMO_DET).name)
+    assert saved.test_dataloader.dataset.pipeline[0].type == \
+        'LoadImageFromFile'
     assert_lists_exactly(work / 'bad_samples.txt', trained.bad)
     # one warning per file, the first time, naming it and why
     for file, reason in trained.bad.items():

@@ -14,11 +14,10 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
-from mmregionvit.datasets import BadSampleError
+from mmregionvit.datasets.bad_samples import EVAL_FLAG, BadSampleError
 from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import load_config
-from mmregionvit.utils.data_checks import (EVAL_FLAG, guard_datasets,
-                                           leave_out_bad_images)
+from mmregionvit.utils.data_checks import guard_datasets, leave_out_bad_images
 from mmregionvit.utils.dist import setup_distributed
 from mmregionvit.utils.preflight import PreflightError, check_config
 
@@ -119,7 +118,7 @@ def main(argv=None) -> int:
         setup_distributed(cfg)
         left_out = args.skip_bad_eval_images and leave_out_bad_images(
             cfg, 'test')
-        guard_datasets(cfg, False, ['test'], left_out and {'test': left_out})
+        guard_datasets(cfg, False, left_out and {'test': left_out})
     except (FileNotFoundError, ImportError, ValueError, PreflightError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

@@ -13,10 +13,9 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
-from mmregionvit.datasets import BadSampleError
+from mmregionvit.datasets.bad_samples import EVAL_FLAG, BadSampleError
 from mmregionvit.utils.config import load_config
-from mmregionvit.utils.data_checks import (EVAL_FLAG, guard_datasets,
-                                           leave_out_bad_images)
+from mmregionvit.utils.data_checks import guard_datasets, leave_out_bad_images
 from mmregionvit.utils.dist import setup_distributed
 from mmregionvit.utils.preflight import PreflightError, check_config
 
@@ -98,7 +97,7 @@ def main(argv=None) -> int:
     try:
         left_out = args.skip_bad_eval_images and cfg.get('val_cfg') and \
             leave_out_bad_images(cfg, 'val')
-        guard_datasets(cfg, True, ['val'], left_out and {'val': left_out})
+        guard_datasets(cfg, True, left_out and {'val': left_out})
     except (FileNotFoundError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

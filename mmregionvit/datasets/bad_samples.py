@@ -36,6 +36,8 @@ WARNED_DIR = 'warned'
 # The result keys of the files a pipeline reads.
 FILE_KEYS = ('img_path', 'seg_map_path')
 FIX = 'replace the file or remove it from the annotations'
+EVAL_FLAG = '--skip-bad-eval-images'
+EVAL_FIX = f'{FIX}, or pass {EVAL_FLAG} to leave it out of the metric'
 
 
 class BadSampleError(RuntimeError):

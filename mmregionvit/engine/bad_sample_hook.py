@@ -4,11 +4,13 @@ import logging
 import os.path as osp
 from typing import Dict, Optional
 
+from mmcv.transforms import Compose
 from mmengine.dist import all_gather_object
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from ..datasets.bad_samples import (LIST_NAME, RECORD_DIR, BadSampleError,
+from ..datasets.bad_samples import (EVAL_FIX, LIST_NAME, RECORD_DIR,
+                                    BadSampleError, SkipBadSamples,
                                     iter_leaves, read_records, write_list)
 from ..registry import HOOKS
 
@@ -16,7 +18,8 @@ from ..registry import HOOKS
 @HOOKS.register_module()
 class BadSampleHook(Hook):
     """Merge what every process of every rank skipped into
-    ``WORK_DIR/bad_samples.txt`` and stop training when there are too many.
+    ``WORK_DIR/bad_samples.txt`` and stop training when there are too many;
+    stop evaluations on a bad image, or say what they left out.
 
     ``mmregionvit.SkipBadSamples`` makes the per-process lists; after each
     iteration every rank reads its own and the ranks exchange what is new,
@@ -42,6 +45,7 @@ class BadSampleHook(Hook):
         self.max_share = max_share
         self.eval_skipped = eval_skipped or {}
         self.known: Dict[str, str] = {}
+        self.guarded = set()  # ids of the evaluation datasets wrapped
 
     def before_train(self, runner) -> None:
         self.record_dir = osp.join(runner.work_dir, RECORD_DIR)
@@ -89,6 +93,26 @@ class BadSampleHook(Hook):
             f'{list_file}.',
             logger='current',
             level=logging.WARNING)
+
+    def _guard_eval(self, dataset, mode: str) -> None:
+        """Stop with one line on a bad image of an evaluation dataset
+        (wrapping the pipeline of each of its datasets, once)."""
+        for leaf in iter_leaves(dataset):
+            if id(leaf) in self.guarded or not hasattr(leaf, 'pipeline'):
+                continue
+            leaf.pipeline = Compose([
+                SkipBadSamples([leaf.pipeline],
+                               skip=False,
+                               split=mode,
+                               on_stop=EVAL_FIX)
+            ])
+            self.guarded.add(id(leaf))
+
+    def before_val(self, runner) -> None:
+        self._guard_eval(runner.val_loop.dataloader.dataset, 'val')
+
+    def before_test(self, runner) -> None:
+        self._guard_eval(runner.test_loop.dataloader.dataset, 'test')
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         self._note_eval(runner, 'val', metrics)

@@ -18,7 +18,6 @@ from .preflight import dataset_paths, leaf_datasets
 
 # bad_samples = dict(...) in a config; these are the defaults.
 SETTINGS = dict(max_share=0.01, max_in_a_row=20)
-EVAL_FLAG = '--skip-bad-eval-images'
 _WRAPPER = 'mmregionvit.SkipBadSamples'
 _HOOK = 'mmregionvit.BadSampleHook'
 
@@ -80,15 +79,18 @@ def _forget_earlier_run(cfg: Config) -> None:
 
 def guard_datasets(cfg: Config,
                    train: bool,
-                   eval_phases=(),
                    eval_skipped: Optional[dict] = None) -> None:
     """Make the run skip bad training samples (listed in
     ``WORK_DIR/bad_samples.txt``, capped by ``bad_samples.max_share``) and
     stop with one line on a bad evaluation image.
 
-    ``eval_skipped``: ``{phase: (count, list file)}`` of the images
-    ``leave_out_bad_images`` took out, said with the metrics. Call it after
-    ``cfg.resume`` is set: a new run forgets an earlier run's lists.
+    Only the training pipelines are wrapped in the config (their dataloader
+    workers start before any hook); ``BadSampleHook`` wraps the evaluation
+    datasets' pipelines when they are built, so the config the run saves
+    still serves the inference APIs. ``eval_skipped``: ``{phase: (count,
+    list file)}`` of the images ``leave_out_bad_images`` took out, said
+    with the metrics. Call it after ``cfg.resume`` is set: a new run
+    forgets an earlier run's lists.
     """
     opts = settings(cfg)
     work_dir = osp.abspath(cfg.work_dir)
@@ -103,22 +105,13 @@ def guard_datasets(cfg: Config,
                 img_dir=img_dir,
                 max_in_a_row=opts['max_in_a_row'],
                 list_file=osp.join(work_dir, LIST_NAME))
-    for phase, loader in _loaders(cfg, eval_phases):
-        for ds in leaf_datasets(loader.dataset):
-            _wrap(
-                ds,
-                skip=False,
-                split=phase,
-                on_stop='replace the file or remove it from the annotations,'
-                f' or pass {EVAL_FLAG} to leave it out of the metric')
     hooks = cfg.get('custom_hooks') or []
-    if train or eval_skipped:
-        if not any(h.get('type') == _HOOK for h in hooks):
-            hooks.append(
-                dict(
-                    type=_HOOK,
-                    max_share=opts['max_share'],
-                    eval_skipped=eval_skipped or {}))
+    if not any(h.get('type') == _HOOK for h in hooks):
+        hooks.append(
+            dict(
+                type=_HOOK,
+                max_share=opts['max_share'],
+                eval_skipped=eval_skipped or {}))
     cfg.custom_hooks = hooks
 
 
