@@ -609,3 +609,24 @@ def test_a_coco_evaluation_set_and_its_metric_leave_out_bad_images(tmp_path):
         a for a in original['annotations'] if a['image_id'] != 3
     ]
     assert coco['categories'] == original['categories']
+
+
+@pytest.mark.parametrize('option, message', [
+    (['--max-bad-share', '1.5'], 'bad_samples.max_share=1.5 must be a share'),
+    (['--cfg-options', 'bad_samples.max_share_=0.1'
+      ], "bad_samples has unknown key(s) ['max_share_']"),
+])
+def test_bad_sample_settings_out_of_range_are_one_line(tmp_path, capsys,
+                                                       option, message):
+    data = tiny_shapes(tmp_path / 'shapes')
+    work = tmp_path / 'work'
+    args = [DEMO_DET, '--work-dir', str(work)]
+    options = [*as_cli(data_options(data)), 'train_cfg.max_iters=1', *NO_VAL]
+    if option[0] == '--cfg-options':
+        args += [*option, *options]
+    else:
+        args += [*option, '--cfg-options', *options]
+    assert train_tool.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not work.exists()

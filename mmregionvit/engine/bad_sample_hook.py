@@ -39,9 +39,6 @@ class BadSampleHook(Hook):
     def __init__(self,
                  max_share: float = 0.01,
                  eval_skipped: Optional[Dict[str, tuple]] = None) -> None:
-        if not 0 <= max_share < 1:
-            raise ValueError(f'bad_samples.max_share={max_share} must be a '
-                             'share in [0, 1), e.g. 0.01 for 1%.')
         self.max_share = max_share
         self.eval_skipped = eval_skipped or {}
         self.known: Dict[str, str] = {}

@@ -23,14 +23,18 @@ _HOOK = 'mmregionvit.BadSampleHook'
 
 
 def settings(cfg: Config) -> dict:
-    """The config's ``bad_samples`` over the defaults; unknown keys are an
-    error."""
+    """The config's ``bad_samples`` over the defaults; unknown keys and a
+    share out of range are an error."""
     given = dict(cfg.get('bad_samples') or {})
     unknown = sorted(set(given) - set(SETTINGS))
     if unknown:
         raise ValueError(f'bad_samples has unknown key(s) {unknown}; it '
                          f'takes {sorted(SETTINGS)}.')
-    return dict(SETTINGS, **given)
+    opts = dict(SETTINGS, **given)
+    if not 0 <= opts['max_share'] < 1:
+        raise ValueError(f'bad_samples.max_share={opts["max_share"]} must '
+                         'be a share in [0, 1), e.g. 0.01 for 1%.')
+    return opts
 
 
 def _loaders(cfg: Config, phases) -> List[Tuple[str, ConfigDict]]:
