@@ -4,6 +4,7 @@ Children of mmengine's root registries, so that mmdet, mmseg and mmpose
 configs reach our modules as ``type='mmregionvit.<Name>'`` once
 ``custom_imports=dict(imports=['mmregionvit'])`` is set.
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
@@ -36,3 +37,8 @@ VISUALIZERS = Registry(
     parent=MMENGINE_VISUALIZERS,
     scope='mmregionvit',
     locations=['mmregionvit.visualization'])
+HOOKS = Registry(
+    'hook',
+    parent=MMENGINE_HOOKS,
+    scope='mmregionvit',
+    locations=['mmregionvit.engine'])

@@ -192,10 +192,14 @@ def test_preflight_errors_before_any_work(tmp_path, capsys):
     ann.write_text(json.dumps({'info': 'not coco'}))
     assert 'is not a COCO annotation file' in run()
     ann.write_text(original)
+    # one bad image is skipped in training (tests/test_bad_samples.py);
+    # none that decodes is a wrong data_root
     first = json.loads(original)['images'][0]['file_name']
-    (Path(data) / 'train' / first).write_bytes(b'not an image')
+    for image in (Path(data) / 'train').iterdir():
+        image.write_bytes(b'not an image')
     err = run()
-    assert 'cannot be read as an image' in err and first in err
+    assert 'none of the 8 images decoded from' in err and first in err
+    assert 'Check data_root' in err
     assert train_tool.main(['configs/nope.py']) == 2
     assert 'config configs/nope.py does not exist' in capsys.readouterr().err
 

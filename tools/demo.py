@@ -26,6 +26,7 @@ from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401
 from mmregionvit.utils.config import load_config
+from mmregionvit.utils.data_checks import guard_datasets
 from mmregionvit.utils.preflight import check_config
 from mmregionvit.utils.quiet import quiet_upstream_noise
 from mmregionvit.visualization.panels import legend, paint_labels, titled
@@ -233,6 +234,7 @@ def run(task_name: str = 'det',
     # last iteration whatever the val_interval)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     check_config(cfg)
+    guard_datasets(cfg, True)  # bad samples skipped, listed, capped
     runner = Runner.from_cfg(cfg)
     runner.train()
     losses, _ = runner.message_hub.get_scalar('train/loss').data

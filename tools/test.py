@@ -14,8 +14,10 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
+from mmregionvit.datasets.bad_samples import EVAL_FLAG, BadSampleError
 from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import load_config
+from mmregionvit.utils.data_checks import guard_datasets, leave_out_bad_images
 from mmregionvit.utils.dist import setup_distributed
 from mmregionvit.utils.preflight import PreflightError, check_config
 from mmregionvit.utils.quiet import quiet_upstream_noise
@@ -42,6 +44,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         action='store_true',
         help='test-time augmentation (tta_model and '
         'tta_pipeline of the config)')
+    parser.add_argument(
+        EVAL_FLAG,
+        action='store_true',
+        help='leave test images that cannot be decoded out of the metric, '
+        'and say so, instead of stopping')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -97,7 +104,8 @@ def main(argv=None) -> int:
             raise FileNotFoundError(f'checkpoint {args.checkpoint} does not '
                                     'exist.')
         read_state_dict(args.checkpoint, mmap=True)  # holds weights at all
-        check_config(cfg, phases=['test'])
+        check_config(
+            cfg, phases=['test'], skip_bad_eval=args.skip_bad_eval_images)
         if args.format_only:
             format_only(cfg, args.format_only)
         if args.show_dir:
@@ -110,11 +118,18 @@ def main(argv=None) -> int:
             cfg.tta_model.module = cfg.model
             cfg.model = cfg.tta_model
         setup_distributed(cfg)
+        left_out = args.skip_bad_eval_images and leave_out_bad_images(
+            cfg, 'test')
+        guard_datasets(cfg, False, left_out and {'test': left_out})
     except (FileNotFoundError, ImportError, ValueError, PreflightError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     cfg.load_from = args.checkpoint
-    metrics = Runner.from_cfg(cfg).test()
+    try:
+        metrics = Runner.from_cfg(cfg).test()
+    except BadSampleError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     if args.format_only:
         print(f'results written with prefix {osp.abspath(args.format_only)}')
     return 0 if metrics is not None else 1

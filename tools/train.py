@@ -13,7 +13,9 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
+from mmregionvit.datasets.bad_samples import EVAL_FLAG, BadSampleError
 from mmregionvit.utils.config import load_config
+from mmregionvit.utils.data_checks import guard_datasets, leave_out_bad_images
 from mmregionvit.utils.dist import setup_distributed
 from mmregionvit.utils.preflight import PreflightError, check_config
 from mmregionvit.utils.quiet import quiet_upstream_noise
@@ -38,6 +40,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='resume from this checkpoint, or (no value) '
         'from the latest one in the work dir')
     parser.add_argument(
+        '--max-bad-share',
+        type=float,
+        metavar='SHARE',
+        help='stop when more than this share of the training samples '
+        'cannot be used (default 0.01; config key bad_samples.max_share)')
+    parser.add_argument(
+        EVAL_FLAG,
+        action='store_true',
+        help='leave validation images that cannot be decoded out of the '
+        'metric, and say so, instead of stopping')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -59,7 +72,7 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.config, args.cfg_options, args.work_dir,
                           args.launcher)
-        check_config(cfg)
+        check_config(cfg, skip_bad_eval=args.skip_bad_eval_images)
         setup_distributed(cfg)
     except (FileNotFoundError, ImportError, ValueError, PreflightError) as e:
         print(f'error: {e}', file=sys.stderr)
@@ -80,7 +93,21 @@ def main(argv=None) -> int:
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    Runner.from_cfg(cfg).train()
+    if args.max_bad_share is not None:
+        cfg.bad_samples = dict(
+            cfg.get('bad_samples') or {}, max_share=args.max_bad_share)
+    try:
+        left_out = args.skip_bad_eval_images and cfg.get('val_cfg') and \
+            leave_out_bad_images(cfg, 'val')
+        guard_datasets(cfg, True, left_out and {'val': left_out})
+    except (FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    try:
+        Runner.from_cfg(cfg).train()
+    except BadSampleError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,6 +1,8 @@
 import importlib.util
 
-__all__ = []
+from .bad_samples import BadSampleError, SkipBadSamples
+
+__all__ = ['BadSampleError', 'SkipBadSamples']
 
 if importlib.util.find_spec('mmdet') is not None:  # the detection transforms
     from .transforms import BoxesFromMasks, FixedOrientedResize

@@ -2,7 +2,7 @@
 that says what is wrong and how to fix it."""
 import json
 import os.path as osp
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 from mmengine.config import Config, ConfigDict
@@ -54,13 +54,13 @@ def check_channels(model: ConfigDict) -> None:
             f'model.{name}.in_channels={want}.')
 
 
-def _datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
+def leaf_datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
     """Leaf dataset configs, unwrapping Repeat/Concat/ClassBalanced."""
     if 'dataset' in cfg:
-        yield from _datasets(cfg['dataset'])
+        yield from leaf_datasets(cfg['dataset'])
     elif 'datasets' in cfg:
         for sub in cfg['datasets']:
-            yield from _datasets(sub)
+            yield from leaf_datasets(sub)
     else:
         yield cfg
 
@@ -69,39 +69,57 @@ def _join(root: str, path: str) -> str:
     return path if not root or osp.isabs(path) else osp.join(root, path)
 
 
-def _check_images(paths: Sequence[str], where: str) -> None:
+def dataset_paths(ds: ConfigDict) -> Tuple[str, str]:
+    """(annotation file or '', image folder) of a leaf dataset config, as
+    the dataset joins them with its data_root."""
+    root = ds.get('data_root') or ''
+    prefix = ds.get('data_prefix') or {}
+    img_dir = _join(root, prefix.get('img', prefix.get('img_path', '')))
+    ann = ds.get('ann_file') or ''
+    return (_join(root, ann) if ann else ''), img_dir
+
+
+def _check_images(paths: Sequence[str], where: str, split: str,
+                  decode: bool) -> None:
+    """Every listed image exists; of a sample of them, decoded, not all
+    fail (training skips single bad ones) and, for evaluation, none."""
     missing = [p for p in paths if not osp.isfile(p)]
     if missing:
         raise PreflightError(
             f'{len(missing)} image file(s) listed in {where} do not exist, '
             f'e.g. {missing[0]}. Check data_root and data_prefix.')
     step = max(1, len(paths) // _DECODE_SAMPLE)
-    for path in paths[::step]:
-        if cv2.imread(path, cv2.IMREAD_UNCHANGED) is None:
-            raise PreflightError(
-                f'image {path} (listed in {where}) cannot be read as an '
-                'image; replace the file or remove it from the annotations.')
+    sample = paths[::step] if decode else []
+    bad = [p for p in sample if cv2.imread(p, cv2.IMREAD_UNCHANGED) is None]
+    if bad and split != 'train':
+        raise PreflightError(
+            f'image {bad[0]} (listed in {where}) cannot be read as an '
+            'image; replace the file or remove it from the annotations, or '
+            'pass --skip-bad-eval-images to leave it out of the metric.')
+    if sample and len(bad) == len(sample):
+        raise PreflightError(
+            f'none of the {len(sample)} images decoded from {where} can be '
+            f'read as an image, e.g. {bad[0]}. Check data_root and '
+            'data_prefix (tools/check_data.py CONFIG checks every file).')
 
 
-def check_dataset(ds: ConfigDict, split: str) -> None:
-    """Paths exist, a COCO file is COCO, and its images can be read."""
+def check_dataset(ds: ConfigDict, split: str, decode: bool = True) -> None:
+    """Paths exist, a COCO file is COCO, and its images can be read
+    (``decode``: a sample of them is decoded)."""
     root = ds.get('data_root') or ''
     if root and not osp.isdir(root):
         raise PreflightError(
             f'{split} data_root {root!r} does not exist. Put the dataset '
             'there or set --cfg-options '
             f'{split}_dataloader.dataset.data_root=/path/to/data.')
-    ann = ds.get('ann_file') or ''
-    prefix = ds.get('data_prefix') or {}
-    img_dir = _join(root, prefix.get('img', prefix.get('img_path', '')))
-    if ann and not ann.endswith('.json'):
+    path, img_dir = dataset_paths(ds)
+    if path and not path.endswith('.json'):
         return
-    if not ann:  # folder datasets (e.g. ADE20K): images are files on disk
+    if not path:  # folder datasets (e.g. ADE20K): images are files on disk
         if img_dir and not osp.isdir(img_dir):
             raise PreflightError(f'{split} image folder {img_dir} does not '
                                  'exist; check data_root and data_prefix.')
         return
-    path = _join(root, ann)
     if not osp.isfile(path):
         raise PreflightError(f'{split} annotation file {path} does not exist;'
                              ' check data_root and ann_file.')
@@ -126,11 +144,15 @@ def check_dataset(ds: ConfigDict, split: str) -> None:
     if any(n is None for n in names):
         raise PreflightError(f'{path}: every entry of "images" needs a '
                              '"file_name".')
-    _check_images([_join(img_dir, n) for n in names], path)
+    _check_images([_join(img_dir, n) for n in names], path, split, decode)
 
 
-def check_config(cfg: Config, phases: List[str] = ('train', 'val')) -> None:
-    """All pre-flight checks for running ``phases`` of ``cfg``."""
+def check_config(cfg: Config,
+                 phases: List[str] = ('train', 'val'),
+                 skip_bad_eval: bool = False) -> None:
+    """All pre-flight checks for running ``phases`` of ``cfg``
+    (``skip_bad_eval``: evaluation images are decoded later, all of them,
+    and the bad ones left out)."""
     check_channels(cfg.model)
     for phase in phases:
         loader = cfg.get(f'{phase}_dataloader')
@@ -138,5 +160,5 @@ def check_config(cfg: Config, phases: List[str] = ('train', 'val')) -> None:
             continue
         if loader is None:
             raise PreflightError(f'the config has no {phase}_dataloader.')
-        for ds in _datasets(loader['dataset']):
-            check_dataset(ds, phase)
+        for ds in leaf_datasets(loader['dataset']):
+            check_dataset(ds, phase, phase == 'train' or not skip_bad_eval)
