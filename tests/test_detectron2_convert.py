@@ -119,6 +119,40 @@ def test_end_to_end_detections(converted):
     assert_same_detections(pred, fixture['detections'])
 
 
+def as_instances(detections: dict):
+    from mmengine.structures import InstanceData
+    return InstanceData(
+        bboxes=detections['boxes'].clone(),
+        scores=detections['scores'].clone(),
+        labels=detections['labels'].clone())
+
+
+@pytest.mark.parametrize('change', [
+    'score +1e-3', 'box +0.1 px', 'another label', 'one missing', 'one extra'
+])
+def test_detection_bounds_catch_real_differences(change):
+    """The noise bounds still fail the smallest real differences."""
+    ref = load_fixture('d2_maskrcnn_shared80')['detections']
+    assert_same_detections(as_instances(ref), ref)
+    pred = as_instances(ref)
+    k = 50  # a detection inside the list (no score ties near it)
+    if change == 'score +1e-3':
+        pred.scores[k] += 1e-3
+        # stays sorted: the next score is more than 1e-3 lower
+        assert pred.scores[k] < pred.scores[k - 1]
+    elif change == 'box +0.1 px':
+        pred.bboxes[k, 2] += 0.1
+    elif change == 'another label':
+        pred.labels[k] = (pred.labels[k] + 1) % 80
+    elif change == 'one missing':
+        pred = pred[torch.arange(len(pred)) != k]
+    else:
+        pred = pred[torch.cat([torch.arange(len(pred)), torch.tensor([k])])]
+        pred = pred[pred.scores.argsort(descending=True, stable=True)]
+    with pytest.raises(AssertionError):
+        assert_same_detections(pred, ref)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('name', FIXTURES)
 def test_converted_checkpoint_through_mmdet_api(name, tmp_path):
