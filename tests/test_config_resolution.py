@@ -9,10 +9,12 @@ t.write_record()'``. The layout introduced no type of its own (the larger
 inputs rewrite the inherited pipelines' sizes in place), so no key is
 excepted: every config resolves exactly as recorded.
 """
+import functools
 import gzip
 import json
 from pathlib import Path
 
+import mmengine.config.utils
 import pytest
 from mmengine.config import Config
 
@@ -51,6 +53,16 @@ def write_record() -> None:
     text = canonical({p: resolved(p) for p in CONFIGS})
     with gzip.GzipFile(RECORD, 'wb', mtime=0) as f:
         f.write(text.encode())
+
+
+@pytest.fixture(scope='module', autouse=True)
+def model_index_read_once():
+    """mmengine reads every model-index file of mmdet/mmseg/mmpose for each
+    ``package::`` base it resolves; they do not change during the tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mmengine.config.utils, 'load',
+                      functools.lru_cache(mmengine.config.utils.load))
+        yield
 
 
 @pytest.fixture(scope='module')
