@@ -7,37 +7,17 @@
 # at 672x1344 and testing at 896x1344 (portrait images transposed).
 _base_ = './maskrcnn_regionvit_b-w14-peg_coco.py'
 
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(
-        type='LoadAnnotations',
-        with_bbox=True,
-        with_mask=True,
-        poly2mask=False),
-    dict(
-        type='mmregionvit.FixedOrientedResize',
-        scale=(1344, 672),
-        backend='pillow'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
+
+def fixed_size(scale, pipeline):
+    """``pipeline`` with its FIXED resize to ``scale`` (w, h)."""
+    resize = 'mmregionvit.FixedOrientedResize'
+    return [dict(t, scale=scale) if t.type == resize else t for t in pipeline]
+
+
+train_pipeline = fixed_size((1344, 672), _base_.train_pipeline)
 # detectron2's test input: the image read by Pillow, then the official
 # FIXED resize at the test size
-test_pipeline = [
-    dict(
-        type='LoadImageFromFile',
-        imdecode_backend='pillow',
-        backend_args={{_base_.backend_args}}),
-    dict(
-        type='mmregionvit.FixedOrientedResize',
-        scale=(1344, 896),
-        backend='pillow'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
-]
+test_pipeline = fixed_size((1344, 896), _base_.test_pipeline)
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -6,70 +6,28 @@
 # most 1344 (MIN_SIZE_TEST, MAX_SIZE_TEST).
 _base_ = './maskrcnn_regionvit_b-w14-peg_ms-3x_coco.py'
 
-train_sizes = list(range(480, 897, 32))
 max_size = 1344
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(
-        type='LoadAnnotations',
-        with_bbox=True,
-        with_mask=True,
-        poly2mask=False),
-    dict(
-        type='RandomChoice',
-        transforms=[
-            [
-                dict(
-                    type='RandomChoiceResize',
-                    scales=train_sizes,
-                    resize_type='ResizeShortestEdge',
-                    max_size=max_size,
-                    backend='pillow'),
-            ],
-            [
-                dict(
-                    type='RandomChoiceResize',
-                    scales=[400, 500, 600],
-                    resize_type='ResizeShortestEdge',
-                    backend='pillow'),
-                dict(
-                    type='RandomCrop',
-                    crop_type='absolute_range',
-                    crop_size=(384, 600),
-                    allow_negative_crop=True),
-                dict(
-                    type='RandomChoiceResize',
-                    scales=train_sizes,
-                    resize_type='ResizeShortestEdge',
-                    max_size=max_size,
-                    backend='pillow'),
-            ],
-        ]),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='mmregionvit.BoxesFromMasks'),
-    dict(
-        type='FilterAnnotations',
-        min_gt_bbox_wh=(1e-5, 1e-5),
-        keep_empty=False),
-    dict(type='PackDetInputs'),
-]
+
+
+def larger(transform):
+    """``transform`` with the long side (of each of its choices) at most
+    ``max_size``."""
+    if transform.type == 'RandomChoice':
+        return dict(
+            transform,
+            transforms=[[larger(t) for t in choice]
+                        for choice in transform.transforms])
+    if 'max_size' in transform:
+        return dict(transform, max_size=max_size)
+    return transform
+
+
+train_pipeline = [larger(t) for t in _base_.train_pipeline]
 # detectron2's test input: the image read by Pillow, then (AUG_MODE
 # "DETR" has no test transform) detectron2's shorter-side resize
 test_pipeline = [
-    dict(
-        type='LoadImageFromFile',
-        imdecode_backend='pillow',
-        backend_args={{_base_.backend_args}}),
-    dict(
-        type='ResizeShortestEdge',
-        scale=896,
-        max_size=max_size,
-        backend='pillow'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
+    dict(larger(t), scale=896) if t.type == 'ResizeShortestEdge' else t
+    for t in _base_.test_pipeline
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
