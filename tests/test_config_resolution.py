@@ -36,7 +36,9 @@ def encode(value):
         return {'<tuple>': [encode(v) for v in value]}
     if isinstance(value, list):
         return [encode(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):  # {{ fileDirname }}: the clone's own path
+        return value.replace(str(ROOT), '<root>')
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     raise TypeError(f'{type(value).__name__} in a config: {value!r}')
 
