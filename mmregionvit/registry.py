@@ -4,6 +4,7 @@ Children of mmengine's root registries, so that mmdet, mmseg and mmpose
 configs reach our modules as ``type='mmregionvit.<Name>'`` once
 ``custom_imports=dict(imports=['mmregionvit'])`` is set.
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
@@ -21,6 +22,11 @@ TASK_UTILS = Registry(
     parent=MMENGINE_TASK_UTILS,
     scope='mmregionvit',
     locations=['mmregionvit.models'])
+HOOKS = Registry(
+    'hook',
+    parent=MMENGINE_HOOKS,
+    scope='mmregionvit',
+    locations=['mmregionvit.engine'])
 OPTIM_WRAPPERS = Registry(
     'optim_wrapper',
     parent=MMENGINE_OPTIM_WRAPPERS,

@@ -1,3 +1,4 @@
+from .hooks import NewClassesHook
 from .optim_wrapper import AmpOptimWrapper
 
-__all__ = ['AmpOptimWrapper']
+__all__ = ['AmpOptimWrapper', 'NewClassesHook']

@@ -54,13 +54,13 @@ def check_channels(model: ConfigDict) -> None:
             f'model.{name}.in_channels={want}.')
 
 
-def _datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
+def leaf_datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
     """Leaf dataset configs, unwrapping Repeat/Concat/ClassBalanced."""
     if 'dataset' in cfg:
-        yield from _datasets(cfg['dataset'])
+        yield from leaf_datasets(cfg['dataset'])
     elif 'datasets' in cfg:
         for sub in cfg['datasets']:
-            yield from _datasets(sub)
+            yield from leaf_datasets(sub)
     else:
         yield cfg
 
@@ -81,6 +81,21 @@ def _check_images(paths: Sequence[str], where: str) -> None:
             raise PreflightError(
                 f'image {path} (listed in {where}) cannot be read as an '
                 'image; replace the file or remove it from the annotations.')
+
+
+def _check_classes(ds: ConfigDict, coco: dict, path: str) -> None:
+    """Every class of the dataset's ``metainfo`` is a category of the
+    annotation file (the file may hold more)."""
+    classes = (ds.get('metainfo') or {}).get('classes')
+    if not classes:
+        return
+    names = [c.get('name') for c in coco['categories']]
+    missing = [c for c in classes if c not in names]
+    if missing:
+        raise PreflightError(
+            f'classes {missing} of metainfo are not categories of {path} '
+            f'(it has {names}); set metainfo classes to names from its '
+            '"categories".')
 
 
 def check_dataset(ds: ConfigDict, split: str) -> None:
@@ -122,6 +137,7 @@ def check_dataset(ds: ConfigDict, split: str) -> None:
         raise PreflightError(f'{path} is not a COCO annotation file: it has '
                              f'no {absent} list(s). Convert it to COCO format'
                              ' (images, annotations, categories).')
+    _check_classes(ds, coco, path)
     names = [img.get('file_name') for img in coco['images']]
     if any(n is None for n in names):
         raise PreflightError(f'{path}: every entry of "images" needs a '
@@ -138,5 +154,5 @@ def check_config(cfg: Config, phases: List[str] = ('train', 'val')) -> None:
             continue
         if loader is None:
             raise PreflightError(f'the config has no {phase}_dataloader.')
-        for ds in _datasets(loader['dataset']):
+        for ds in leaf_datasets(loader['dataset']):
             check_dataset(ds, phase)
