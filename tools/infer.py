@@ -27,7 +27,9 @@ import cv2
 
 import mmregionvit  # noqa: F401
 from mmregionvit.deploy.runtime import (BACKENDS, ExportedShapeError,
-                                        check_backend_file)
+                                        check_backend_file,
+                                        check_pipeline_size, use_backend,
+                                        use_dataset_metainfo)
 from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import dataset_metainfo, load_config
 from mmregionvit.utils.preflight import PreflightError, check_channels
@@ -130,9 +132,6 @@ def main(argv=None) -> int:
     if args.backend == 'pytorch':
         inferencer = build_inferencer(cfg, args.checkpoint, args.device)
     else:
-        from mmregionvit.deploy.runtime import (check_pipeline_size,
-                                                use_backend,
-                                                use_dataset_metainfo)
         inferencer = build_inferencer(cfg, None, args.device)
         use_dataset_metainfo(inferencer, dataset_metainfo(cfg),
                              cfg.default_scope)

@@ -17,7 +17,8 @@ from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
 from mmregionvit.deploy.runtime import (BACKENDS, ExportedShapeError,
-                                        check_backend_file)
+                                        check_backend_file,
+                                        check_pipeline_size, use_backend)
 from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import load_config
 from mmregionvit.utils.dist import setup_distributed
@@ -101,7 +102,6 @@ def run_exported(runner: Runner, cfg, path: str, backend: str) -> None:
     """Let the runner's model run its network from the exported ``path``;
     ``ValueError`` for a file of another task, or of a fixed size the test
     pipeline does not make."""
-    from mmregionvit.deploy.runtime import check_pipeline_size, use_backend
     model = getattr(runner.model, 'module', runner.model)  # TTA, DDP
     check_pipeline_size(
         use_backend(model, path, cfg.default_scope, backend), cfg)
@@ -150,10 +150,8 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ImportError, ValueError, PreflightError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    if args.backend == 'pytorch':
-        cfg.load_from = args.checkpoint
-    else:  # the weights are in the exported file
-        cfg.model.backbone.init_cfg, cfg.load_from = None, None
+    # an exported file holds its weights (Runner.test initialises none)
+    cfg.load_from = args.checkpoint if args.backend == 'pytorch' else None
     runner = Runner.from_cfg(cfg)
     if args.out:
         dump_results(runner, cfg.default_scope, args.out)
