@@ -15,40 +15,46 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from tool_helpers import ROOT, load_tool, tiny_shapes
 
-CUSTOM = ROOT / 'configs/detection/maskrcnn_regionvit_s_custom-coco-format.py'
-# the class-specific predictors, in the config's NewClassesHook
-PREDICTORS = ('roi_head.bbox_head.fc_cls', 'roi_head.bbox_head.fc_reg',
-              'roi_head.mask_head.conv_logits')
+CUSTOM = {
+    kind: ROOT / f'configs/detection/{kind}_regionvit_s_custom-coco-format.py'
+    for kind in ('maskrcnn', 'retinanet')
+}
+# the class-specific predictors, in the configs' NewClassesHook
+PREDICTORS = {
+    'maskrcnn': ('roi_head.bbox_head.fc_cls', 'roi_head.bbox_head.fc_reg',
+                 'roi_head.mask_head.conv_logits'),
+    'retinanet': ('bbox_head.retina_cls', ),
+}
 
 
-def my_data_config(folder: Path, data: str, load_from: str) -> Path:
+def my_data_config(folder: Path, kind: str, data: str, load_from: str) -> Path:
     """Step 2: the custom config copied and its top lines set (with its
     ``_base_`` pointing back into the repository, as beside the others)."""
-    text = CUSTOM.read_text()
-    text = text.replace("_base_ = './", f"_base_ = '{CUSTOM.parent}/")
+    text = CUSTOM[kind].read_text()
+    text = text.replace("_base_ = './", f"_base_ = '{CUSTOM[kind].parent}/")
     text = re.sub(r"^data_root = .*$", f'data_root = {data + "/"!r}', text, 1,
                   re.M)
     text = re.sub(r"^load_from = .*$", f'load_from = {load_from!r}', text, 1,
                   re.M)
-    path = folder / 'maskrcnn_regionvit_s_my-data.py'
+    path = folder / f'{kind}_regionvit_s_my-data.py'
     path.write_text(text)
     return path
 
 
-def fixture_size(folder: Path, config: Path, fixture: dict) -> Path:
+def fixture_size(folder: Path, kind: str, config: Path, fixture: dict) -> Path:
     """``config`` at the reduced widths of the fixture's detector, and its
     fixed resize to 160x96 instead of 672x1120, for the test only."""
     cfg = Config.fromfile(config)
     small = (160, 96)
     cfg.merge_from_dict({
-        'model': fixture_widths('maskrcnn', fixture),
+        'model': fixture_widths(kind, fixture),
         'train_dataloader.dataset.pipeline.2.scale': small,
         'val_dataloader.dataset.pipeline.1.scale': small,
         'test_dataloader.dataset.pipeline.1.scale': small,
     })
     assert cfg.test_dataloader.dataset.pipeline[1].type.endswith(
         'FixedOrientedResize')
-    path = folder / 'my-data_fixture-size.py'
+    path = folder / f'{kind}_my-data_fixture-size.py'
     cfg.dump(str(path))
     return path
 
@@ -60,35 +66,39 @@ LOADERS = [
 ]
 
 
-@pytest.fixture(scope='module')
-def converted(tmp_path_factory):
-    """Step 1 on the 80-class official detector fixture, and the demo
-    data: (folder, data root, converted checkpoint)."""
-    tmp = tmp_path_factory.mktemp('own')
-    fixture = load_fixture('d2_maskrcnn_shared80')
-    official = tmp / 'MaskRCNN_1x_RegionViT-S.pth'
+def convert(folder: Path, kind: str) -> tuple:
+    """Step 1 on the 80-class official detector fixture of ``kind``, and
+    the demo data: (data root, converted checkpoint, config)."""
+    fixture = load_fixture(f'd2_{kind}_shared80')
+    official = folder / f'{kind}_1x_official.pth'
     torch.save(fixture['checkpoint'], official)
-    coco80 = tmp / 'maskrcnn_fixture-size_coco.py'
-    mini_detector_cfg('maskrcnn', fixture).dump(str(coco80))
-    checkpoint = tmp / 'checkpoints/maskrcnn_regionvit_s_coco.pth'
+    coco80 = folder / f'{kind}_fixture-size_coco.py'
+    mini_detector_cfg(kind, fixture).dump(str(coco80))
+    checkpoint = folder / f'checkpoints/{kind}_regionvit_s_coco.pth'
     assert load_tool('convert_official').main(
         [str(official),
          str(checkpoint), '--config',
          str(coco80)]) == 0
-    data = tiny_shapes(tmp / 'data/shapes')
-    config = fixture_size(tmp, my_data_config(tmp, data, str(checkpoint)),
-                          fixture)
-    return tmp, data, checkpoint, config
+    data = tiny_shapes(folder / 'data/shapes')
+    config = my_data_config(folder, kind, data, str(checkpoint))
+    return data, checkpoint, fixture_size(folder, kind, config, fixture)
 
 
-def test_checkpoint_loads_all_but_the_80_class_predictors(converted):
+@pytest.fixture(scope='module')
+def converted(tmp_path_factory):
+    """(folder, data root, converted checkpoint, config) of Mask R-CNN."""
+    tmp = tmp_path_factory.mktemp('own')
+    return (tmp, *convert(tmp, 'maskrcnn'))
+
+
+@pytest.mark.parametrize('kind', sorted(CUSTOM))
+def test_checkpoint_loads_all_but_the_80_class_predictors(kind, tmp_path):
     """Loaded for training, every tensor of the converted detector is in
     the 3-class model, key by key, except the class-specific predictors,
     which keep their initialisation."""
-    _, _, checkpoint, config = converted
+    _, checkpoint, config = convert(tmp_path, kind)
     cfg = Config.fromfile(config)
-    cfg.work_dir = str(converted[0] / 'load')
-    assert cfg.model.roi_head.bbox_head.num_classes == 3
+    cfg.work_dir = str(tmp_path / 'load')
     runner = Runner.from_cfg(cfg)
     runner._train_loop = runner.build_train_loop(runner._train_loop)
     runner.model.init_weights()
@@ -97,10 +107,10 @@ def test_checkpoint_loads_all_but_the_80_class_predictors(converted):
     loaded = runner.model.state_dict()
     source = torch.load(checkpoint, weights_only=True)['state_dict']
     assert set(source) == set(loaded)
-    skipped = {k for k in source if k.startswith(PREDICTORS)}
+    skipped = {k for k in source if k.startswith(PREDICTORS[kind])}
     assert skipped == {
         f'{p}.{t}'
-        for p in PREDICTORS
+        for p in PREDICTORS[kind]
         for t in ('weight', 'bias')
     }
     for key, value in source.items():
@@ -130,7 +140,7 @@ def test_own_data_section_as_written(converted, tmp_path, monkeypatch):
     ]
     assert len(lines) == 1
     assert '6 class-specific tensors not loaded' in lines[0]
-    for name in PREDICTORS:
+    for name in PREDICTORS['maskrcnn']:
         assert name in lines[0]
     assert 'size mismatch' not in text and 'missing keys' not in text
     assert 'coco/bbox_mAP' in text and 'coco/segm_mAP' in text
@@ -165,7 +175,7 @@ def test_data_that_does_not_fit_stops_with_one_line(converted, tmp_path,
     """A missing annotation file, classes that are not categories of it
     (named), an image that is not under the prefix (the first named)."""
     folder, data, checkpoint, _ = converted
-    config = my_data_config(tmp_path, data, str(checkpoint))
+    config = my_data_config(tmp_path, 'maskrcnn', data, str(checkpoint))
     train = load_tool('train')
 
     def error(*options) -> str:
