@@ -252,6 +252,8 @@ def test_default_export_sizes_and_one_line_refusals(data, tmp_path, capsys):
     assert out[0].startswith(f'exported {free} (dynamic batch, height and '
                              'width, opset 17)')
     assert not any('fixed input' in line for line in out)
+    assert out[-1] == (f'evaluate it: python tools/test.py {DEMO_DET} {free} '
+                       '--backend onnxruntime')
     crop = tmp_path / 'pose.onnx'
     out = export_lines(DEMO_POSE, '--out', crop, *pose)
     assert out[1] == (

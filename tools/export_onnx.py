@@ -228,6 +228,9 @@ def main(argv=None) -> int:
     for line in lines:
         print(f'onnxruntime vs PyTorch, {line}')
     print(f'run it: {run_command(args, task)}')
+    if task != 'backbone':
+        print(f'evaluate it: python tools/test.py {args.config} {args.out} '
+              '--backend onnxruntime')
     return 0
 
 
