@@ -101,6 +101,7 @@ def test_checkpoint_loads_all_but_the_80_class_predictors(
     _, checkpoint, config = convert(tmp_path, kind)
     cfg = Config.fromfile(config)
     cfg.work_dir = str(tmp_path / 'load')
+    cfg.visualizer.name = f'{kind}_visualizer'  # one each in this process
     runner = Runner.from_cfg(cfg)
     runner.model.init_weights()
     initial = {k: v.clone() for k, v in runner.model.state_dict().items()}

@@ -193,8 +193,9 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ImportError, ValueError, KeyError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    shape = tuple(args.shape or made or (BACKBONE_SHAPE if task == 'backbone'
-                                         else default_input_size(task)))
+    shape = tuple(
+        args.shape or made or
+        (BACKBONE_SHAPE if task == 'backbone' else default_input_size(task)))
     atol = args.atol if args.atol is not None else DEFAULT_ATOL[task]
     checks = [(1, shape)]
     if task == 'backbone':
