@@ -22,6 +22,11 @@ TASK_UTILS = Registry(
     parent=MMENGINE_TASK_UTILS,
     scope='mmregionvit',
     locations=['mmregionvit.models'])
+HOOKS = Registry(
+    'hook',
+    parent=MMENGINE_HOOKS,
+    scope='mmregionvit',
+    locations=['mmregionvit.engine'])
 OPTIM_WRAPPERS = Registry(
     'optim_wrapper',
     parent=MMENGINE_OPTIM_WRAPPERS,
@@ -37,8 +42,3 @@ VISUALIZERS = Registry(
     parent=MMENGINE_VISUALIZERS,
     scope='mmregionvit',
     locations=['mmregionvit.visualization'])
-HOOKS = Registry(
-    'hook',
-    parent=MMENGINE_HOOKS,
-    scope='mmregionvit',
-    locations=['mmregionvit.engine'])

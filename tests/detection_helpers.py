@@ -9,34 +9,52 @@ from mmengine.registry import init_default_scope
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def fixture_widths(kind: str, fixture: dict) -> dict:
+    """Model overrides that give our config of ``kind`` the fixture's
+    architecture and widths (not its classes), read from its detectron2
+    config."""
+    d2 = yaml.safe_load(fixture['d2_config'])['MODEL']
+    width = d2['FPN']['OUT_CHANNELS']
+    model = dict(
+        backbone=dict(
+            arch=dict(fixture['mini_arch'], _delete_=True),
+            init_cfg=None,
+            drop_path_rate=0.0),
+        neck=dict(
+            in_channels=fixture['mini_arch']['embed_dim'][1:],
+            out_channels=width))
+    if kind == 'maskrcnn':
+        model.update(
+            rpn_head=dict(in_channels=width, feat_channels=width),
+            roi_head=dict(
+                bbox_roi_extractor=dict(out_channels=width),
+                mask_roi_extractor=dict(out_channels=width),
+                bbox_head=dict(
+                    in_channels=width,
+                    fc_out_channels=d2['ROI_BOX_HEAD']['FC_DIM']),
+                mask_head=dict(
+                    in_channels=width,
+                    conv_out_channels=d2['ROI_MASK_HEAD']['CONV_DIM'])))
+    else:
+        model.update(bbox_head=dict(in_channels=width, feat_channels=width))
+    return model
+
+
 def mini_detector_cfg(kind: str, fixture: dict) -> Config:
     """Our config of ``kind`` with the fixture's widths, classes and test
     settings, all read from its detectron2 config."""
     d2 = yaml.safe_load(fixture['d2_config'])['MODEL']
-    width = d2['FPN']['OUT_CHANNELS']
     max_per_img = yaml.safe_load(
         fixture['d2_config'])['TEST']['DETECTIONS_PER_IMAGE']
     cfg = Config.fromfile(ROOT /
                           f'configs/detection/{kind}_regionvit_s_coco.py')
+    cfg.merge_from_dict(dict(model=fixture_widths(kind, fixture)))
     m = cfg.model
-    m.backbone.update(
-        arch=fixture['mini_arch'], init_cfg=None, drop_path_rate=0.0)
-    m.neck.update(
-        in_channels=fixture['mini_arch']['embed_dim'][1:], out_channels=width)
     if kind == 'maskrcnn':
         rpn, heads = d2['RPN'], d2['ROI_HEADS']
-        m.rpn_head.update(in_channels=width, feat_channels=width)
         r = m.roi_head
-        r.bbox_roi_extractor.out_channels = width
-        r.mask_roi_extractor.out_channels = width
-        r.bbox_head.update(
-            in_channels=width,
-            fc_out_channels=d2['ROI_BOX_HEAD']['FC_DIM'],
-            num_classes=heads['NUM_CLASSES'])
-        r.mask_head.update(
-            in_channels=width,
-            conv_out_channels=d2['ROI_MASK_HEAD']['CONV_DIM'],
-            num_classes=heads['NUM_CLASSES'])
+        r.bbox_head.num_classes = heads['NUM_CLASSES']
+        r.mask_head.num_classes = heads['NUM_CLASSES']
         m.test_cfg.rpn.update(
             nms_pre=rpn['PRE_NMS_TOPK_TEST'],
             max_per_img=rpn['POST_NMS_TOPK_TEST'],
@@ -48,10 +66,7 @@ def mini_detector_cfg(kind: str, fixture: dict) -> Config:
             max_per_img=max_per_img)
     else:
         retina = d2['RETINANET']
-        m.bbox_head.update(
-            in_channels=width,
-            feat_channels=width,
-            num_classes=retina['NUM_CLASSES'])
+        m.bbox_head.num_classes = retina['NUM_CLASSES']
         m.test_cfg.update(
             nms_pre=retina['TOPK_CANDIDATES_TEST'],
             score_thr=retina['SCORE_THRESH_TEST'],

@@ -10,26 +10,13 @@ import numpy as np
 import pytest
 import torch
 from mmengine.runner import Runner
-from tool_helpers import ROOT, as_cli, load_tool, tiny_shapes
+from tool_helpers import ROOT, as_cli, load_tool, loader_options, tiny_shapes
 
 from mmregionvit.visualization.panels import BAR
 
 DEMO_SEG = str(ROOT / 'configs/segmentation/upernet_regionvit_demo_shapes.py')
 DEMO_POSE = str(ROOT / 'configs/keypoint/td-hm_regionvit_demo_shapes.py')
 ITERS = 4
-
-
-def loader_options(data: str, batch_size: int) -> dict:
-    """Every dataloader on ``data``, in this process, small batches."""
-    opts = {}
-    for split in ('train', 'val', 'test'):
-        opts.update({
-            f'{split}_dataloader.dataset.data_root': f'{data}/',
-            f'{split}_dataloader.num_workers': 0,
-            f'{split}_dataloader.persistent_workers': False,
-            f'{split}_dataloader.batch_size': batch_size
-        })
-    return opts
 
 
 def seg_options(data: str) -> dict:

@@ -25,7 +25,7 @@ from mmregionvit.models.regionvit import LayerNorm2d, RegionViTStage
 
 CONFIGS = sorted(
     Path(p).name for p in glob.glob(str(ROOT / 'configs/detection/*.py'))
-    if 'demo' not in p)
+    if 'demo' not in p and 'custom' not in p)
 MASKRCNN = [c for c in CONFIGS if c.startswith('maskrcnn')]
 RETINANET = [c for c in CONFIGS if c.startswith('retinanet')]
 

@@ -14,10 +14,12 @@ from mmengine.registry import init_default_scope
 ROOT = Path(__file__).resolve().parents[1]
 SEG_DIR = ROOT / 'configs' / 'segmentation'
 POSE_DIR = ROOT / 'configs' / 'keypoint'
-# the COCO/ADE20K recipes; the demo configs (tests/test_demo_tasks.py) and
-# the demo's keypoint dataset info are not recipes
+# the COCO/ADE20K recipes; the demo configs (tests/test_demo_tasks.py), the
+# own-data configs (tests/test_custom_data.py) and the demo's keypoint
+# dataset info are not recipes
 SEG_CONFIGS = sorted(
-    p.name for p in SEG_DIR.glob('*.py') if 'demo_shapes' not in p.name)
+    p.name for p in SEG_DIR.glob('*.py')
+    if 'demo_shapes' not in p.name and '_custom-' not in p.name)
 POSE_CONFIGS = sorted(
     p.name for p in POSE_DIR.glob('*.py')
     if 'demo_shapes' not in p.name and not p.name.endswith('_info.py'))

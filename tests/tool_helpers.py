@@ -27,17 +27,24 @@ def tiny_shapes(root: Path) -> str:
     return str(root)
 
 
-def data_options(data: str) -> dict:
-    """Overrides pointing the demo detection config at ``data``."""
-    ann = f'{data}/annotations/instances_val.json'
-    opts = {'val_evaluator.ann_file': ann, 'test_evaluator.ann_file': ann}
+def loader_options(data: str, batch_size: int) -> dict:
+    """Every dataloader on ``data``, in this process, small batches."""
+    opts = {}
     for split in ('train', 'val', 'test'):
         opts.update({
             f'{split}_dataloader.dataset.data_root': f'{data}/',
             f'{split}_dataloader.num_workers': 0,
             f'{split}_dataloader.persistent_workers': False,
-            f'{split}_dataloader.batch_size': 2
+            f'{split}_dataloader.batch_size': batch_size
         })
+    return opts
+
+
+def data_options(data: str) -> dict:
+    """Overrides pointing the demo detection config at ``data``."""
+    ann = f'{data}/annotations/instances_val.json'
+    opts = {'val_evaluator.ann_file': ann, 'test_evaluator.ann_file': ann}
+    opts.update(loader_options(data, 2))
     return opts
 
 

@@ -4,10 +4,14 @@ onnxruntime.
     python tools/export_onnx.py backbone --arch small \
         [--checkpoint RegionViT-S.pth] --out regionvit_s.onnx
     python tools/export_onnx.py model CONFIG [CHECKPOINT] --out model.onnx \
-        [--shape H W] [--dynamic]
+        [--shape H W] [--dynamic | --static]
 
-The backbone file takes any batch size and image size. A model file takes
-the traced size unless ``--dynamic``. Each export runs the file in
+The backbone file takes any batch size and image size. A model file is
+fixed to one image at the size the config's test pipeline makes where that
+pipeline makes one size (top-down pose crops, resizes without keeping the
+aspect ratio), and takes any batch size and image size where its sizes
+vary (keep-ratio or orientation-dependent resizes, images at their own
+size); ``--dynamic`` and ``--static`` choose. Each export runs the file in
 onnxruntime on random inputs (the backbone also at 333x517 with batch 3
 and at 672x1120; a dynamic model also at about 3/4 of the size with batch
 2), compares with PyTorch (detectors: with ``model.predict``), prints the
@@ -49,8 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         nargs=2,
         metavar=('H', 'W'),
         help='size of the traced example and of the first check '
-        '(default 224 224 for the backbone, 672 1120 for detection, '
-        '512 512 for segmentation, 256 192 for keypoints)')
+        '(default: the size the test pipeline makes, else 224 224 for '
+        'the backbone, 672 1120 for detection, 512 512 for segmentation, '
+        '256 192 for keypoints)')
     common.add_argument(
         '--atol',
         type=float,
@@ -74,10 +79,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument('config')
     model.add_argument(
         'checkpoint', nargs='?', help='trained weights (default: random)')
-    model.add_argument(
+    sizes = model.add_mutually_exclusive_group()
+    sizes.add_argument(
         '--dynamic',
         action='store_true',
-        help='free batch size and image size (default: the traced size)')
+        help='free batch size and image size (default where the test '
+        'pipeline makes images of varying size)')
+    sizes.add_argument(
+        '--static',
+        action='store_true',
+        help='one image of the traced size (default where the test '
+        'pipeline makes one size)')
     model.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
@@ -130,6 +142,21 @@ def run_command(args: argparse.Namespace, task: str) -> str:
             '--backend onnxruntime --out-dir outputs')
 
 
+def static_note(config: str, shape, made) -> str:
+    """One line on what a static export fixes, next to what the config's
+    test pipeline makes (``made``: its one size, ``None`` when it varies)."""
+    fixed = f'fixed input: 1 image of {shape[0]}x{shape[1]}'
+    if made == tuple(shape):
+        where = f'the size the test pipeline of {config} makes'
+    elif made is None:
+        where = (f'the test pipeline of {config} makes images of other '
+                 'sizes too, which the file refuses')
+    else:
+        where = (f'the test pipeline of {config} makes {made[0]}x{made[1]}, '
+                 'which the file refuses')
+    return f'{fixed} ({where}); export with --dynamic for any batch and size'
+
+
 def check_deploy_packages() -> None:
     """ImportError naming what is missing and how to install it."""
     missing = [
@@ -152,21 +179,22 @@ def main(argv=None) -> int:
                 raise FileNotFoundError(
                     f'checkpoint not found: {args.checkpoint}')
             graph = onnx_export.backbone_graph(build_backbone(args))
-            dynamic = True
+            dynamic, made = True, None
         else:
             cfg = load_config(args.config, args.cfg_options)
             if args.checkpoint and not osp.isfile(args.checkpoint):
                 raise FileNotFoundError(
                     f'checkpoint not found: {args.checkpoint}')
             task = cfg.default_scope
+            made = onnx_export.pipeline_input_size(cfg)
             model = build_model(cfg, args.checkpoint)
             graph = onnx_export.model_graph(model, task)
-            dynamic = args.dynamic
+            dynamic = args.dynamic or (made is None and not args.static)
     except (FileNotFoundError, ImportError, ValueError, KeyError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     shape = tuple(
-        args.shape or
+        args.shape or made or
         (BACKBONE_SHAPE if task == 'backbone' else default_input_size(task)))
     atol = args.atol if args.atol is not None else DEFAULT_ATOL[task]
     checks = [(1, shape)]
@@ -187,6 +215,8 @@ def main(argv=None) -> int:
     sizes = 'dynamic batch, height and width' if dynamic else 'fixed size'
     print(f'exported {args.out} ({sizes}, opset {onnx_export.OPSET}) in '
           f'{time.perf_counter() - start:.0f} s')
+    if not dynamic:
+        print(static_note(args.config, shape, made))
     print(f'outputs: {onnx_export.model_outputs_doc(graph)}')
     try:
         lines = onnx_export.check_model(args.out, graph, model, checks, atol)
@@ -199,6 +229,9 @@ def main(argv=None) -> int:
     for line in lines:
         print(f'onnxruntime vs PyTorch, {line}')
     print(f'run it: {run_command(args, task)}')
+    if task != 'backbone':
+        print(f'evaluate it: python tools/test.py {args.config} {args.out} '
+              '--backend onnxruntime')
     return 0
 
 

@@ -8,7 +8,8 @@ With ``--backend onnxruntime``, CHECKPOINT is a file exported from CONFIG
 by tools/export_onnx.py: onnxruntime runs the network, the config's own
 preprocessing and post-processing run around it, and the outputs are
 written as for the PyTorch model, with the class names, colours and
-skeleton of the config's dataset.
+skeleton of the config's dataset. A file exported at a fixed size stops
+the run with one line at the first image of another size.
 
 Detection configs draw boxes and masks, segmentation configs the label
 map, keypoint configs the skeletons (whole image as the person box). The
@@ -25,6 +26,10 @@ from typing import List
 import cv2
 
 import mmregionvit  # noqa: F401
+from mmregionvit.deploy.runtime import (BACKENDS, ExportedShapeError,
+                                        check_backend_file,
+                                        check_pipeline_size, use_backend,
+                                        use_dataset_metainfo)
 from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import dataset_metainfo, load_config
 from mmregionvit.utils.preflight import PreflightError, check_channels
@@ -51,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu')
     parser.add_argument(
         '--backend',
-        choices=['pytorch', 'onnxruntime'],
+        choices=['pytorch', *BACKENDS],
         default='pytorch',
         help='onnxruntime: run an exported .onnx file')
     return parser.parse_args(argv)
@@ -81,18 +86,6 @@ def image_files(inputs: List[str]) -> List[str]:
             raise ValueError(f'{path} cannot be read as an image; give image '
                              'files or folders of them')
     return files
-
-
-def check_backend(args: argparse.Namespace) -> None:
-    """An .onnx file goes with --backend onnxruntime, and only it."""
-    is_onnx = args.checkpoint.endswith('.onnx')
-    if args.backend == 'onnxruntime' and not is_onnx:
-        raise ValueError(f'--backend onnxruntime runs an exported .onnx '
-                         f'file, got {args.checkpoint}; export one with '
-                         'tools/export_onnx.py model CONFIG.')
-    if args.backend == 'pytorch' and is_onnx:
-        raise ValueError(f'{args.checkpoint} is an ONNX file: add --backend '
-                         'onnxruntime.')
 
 
 def inferencer_model(inferencer):
@@ -126,7 +119,7 @@ def main(argv=None) -> int:
     try:
         if missing:
             raise FileNotFoundError(f'not found: {", ".join(missing)}')
-        check_backend(args)
+        check_backend_file(args.checkpoint, args.backend)
         cfg = load_config(args.config)
         check_channels(cfg.model)
         if args.backend == 'pytorch':  # the file holds weights at all
@@ -136,28 +129,39 @@ def main(argv=None) -> int:
         print(f'error: {e}', file=sys.stderr)
         return 2
     cfg.model.backbone.init_cfg = None  # weights come from the checkpoint
-    if args.backend == 'onnxruntime':
-        from mmregionvit.deploy.runtime import (use_dataset_metainfo,
-                                                use_onnxruntime)
+    if args.backend == 'pytorch':
+        inferencer = build_inferencer(cfg, args.checkpoint, args.device)
+    else:
         inferencer = build_inferencer(cfg, None, args.device)
         use_dataset_metainfo(inferencer, dataset_metainfo(cfg),
                              cfg.default_scope)
         try:
-            use_onnxruntime(
+            exported = use_backend(
                 inferencer_model(inferencer), args.checkpoint,
-                cfg.default_scope)
+                cfg.default_scope, args.backend)
+            check_pipeline_size(exported, cfg)
         except ValueError as e:
             print(f'error: {e}', file=sys.stderr)
             return 2
-    else:
-        inferencer = build_inferencer(cfg, args.checkpoint, args.device)
-    if cfg.default_scope == 'mmdet':
+    try:
+        predict(inferencer, cfg.default_scope, inputs, args)
+    except ExportedShapeError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(f'predictions drawn in {osp.join(args.out_dir, "vis")}')
+    return 0
+
+
+def predict(inferencer, scope: str, inputs: List[str],
+            args: argparse.Namespace) -> None:
+    """Run the inferencer on ``inputs``, writing to ``args.out_dir``."""
+    if scope == 'mmdet':
         inferencer(
             inputs,
             out_dir=args.out_dir,
             no_save_pred=False,
             pred_score_thr=args.score_thr)
-    elif cfg.default_scope == 'mmseg':
+    elif scope == 'mmseg':
         inferencer(inputs, out_dir=args.out_dir, pred_out_dir='preds')
         # mmseg numbers its label maps; name them after their images
         preds = osp.join(args.out_dir, 'preds')
@@ -172,8 +176,6 @@ def main(argv=None) -> int:
                 vis_out_dir=osp.join(args.out_dir, 'vis'),
                 pred_out_dir=osp.join(args.out_dir, 'preds')):
             pass
-    print(f'predictions drawn in {osp.join(args.out_dir, "vis")}')
-    return 0
 
 
 if __name__ == '__main__':

@@ -4,6 +4,8 @@ for a benchmark server.
     python tools/test.py CONFIG CHECKPOINT
     # COCO test-dev (detection, keypoints) or ADE20K (segmentation) server:
     python tools/test.py CONFIG CHECKPOINT --format-only work_dirs/results
+    # a file exported from CONFIG by tools/export_onnx.py, the same way:
+    python tools/test.py CONFIG MODEL.onnx --backend onnxruntime
 """
 import argparse
 import os
@@ -15,6 +17,9 @@ from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
 from mmregionvit.datasets.bad_samples import EVAL_FLAG, BadSampleError
+from mmregionvit.deploy.runtime import (BACKENDS, ExportedShapeError,
+                                        check_backend_file,
+                                        check_pipeline_size, use_backend)
 from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import load_config
 from mmregionvit.utils.data_checks import guard_datasets, leave_out_bad_images
@@ -26,7 +31,16 @@ from mmregionvit.utils.quiet import quiet_upstream_noise
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test a checkpoint')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file, or an exported file with --backend')
+    parser.add_argument(
+        '--backend',
+        choices=['pytorch', *BACKENDS],
+        default='pytorch',
+        help='onnxruntime: evaluate an exported .onnx file')
+    parser.add_argument(
+        '--out', help='also save the raw predictions in this .pkl file')
     parser.add_argument('--work-dir', help='where logs and metrics go')
     parser.add_argument(
         '--format-only',
@@ -81,6 +95,25 @@ def format_only(cfg, prefix: str) -> None:
     cfg.test_evaluator = evaluator
 
 
+def dump_results(runner: Runner, scope: str, path: str) -> None:
+    """Make the test evaluator also save the raw predictions in ``path``
+    (mmdet's dump encodes masks as RLE)."""
+    if scope == 'mmdet':
+        from mmdet.evaluation import DumpDetResults as Dump
+    else:
+        from mmengine.evaluator import DumpResults as Dump
+    runner.test_evaluator.metrics.append(Dump(out_file_path=path))
+
+
+def run_exported(runner: Runner, cfg, path: str, backend: str) -> None:
+    """Let the runner's model run its network from the exported ``path``;
+    ``ValueError`` for a file of another task, or of a fixed size the test
+    pipeline does not make."""
+    model = getattr(runner.model, 'module', runner.model)  # TTA, DDP
+    check_pipeline_size(
+        use_backend(model, path, cfg.default_scope, backend), cfg)
+
+
 def enable_show(cfg, show_dir: str) -> None:
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
@@ -103,7 +136,11 @@ def main(argv=None) -> int:
         if not osp.isfile(args.checkpoint):
             raise FileNotFoundError(f'checkpoint {args.checkpoint} does not '
                                     'exist.')
-        read_state_dict(args.checkpoint, mmap=True)  # holds weights at all
+        check_backend_file(args.checkpoint, args.backend)
+        if args.backend == 'pytorch':  # the file holds weights at all
+            read_state_dict(args.checkpoint, mmap=True)
+        if args.out and not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--out {args.out}: give a .pkl file.')
         check_config(
             cfg, phases=['test'], skip_bad_eval=args.skip_bad_eval_images)
         if args.format_only:
@@ -124,9 +161,22 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ImportError, ValueError, PreflightError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    cfg.load_from = args.checkpoint
+    # an exported file holds its weights (Runner.test initialises none)
+    cfg.load_from = args.checkpoint if args.backend == 'pytorch' else None
+    runner = Runner.from_cfg(cfg)
+    if args.out:
+        dump_results(runner, cfg.default_scope, args.out)
     try:
-        metrics = Runner.from_cfg(cfg).test()
+        if args.backend != 'pytorch':
+            run_exported(runner, cfg, args.checkpoint, args.backend)
+    except ValueError as e:  # another task's file, another fixed size
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    try:
+        metrics = runner.test()
+    except ExportedShapeError as e:  # an image of another size
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     except BadSampleError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

@@ -353,8 +353,40 @@ def random_images(batch: int,
 def normalised(model: nn.Module, images: Sequence[Tensor]) -> Tensor:
     """Images as the model's data preprocessor normalises them (for the
     tensor-mode graphs, which take the preprocessor's output)."""
-    data = model.data_preprocessor(dict(inputs=list(images)), False)
+    from mmengine.structures import BaseDataElement
+
+    # empty samples: mmpose's preprocessor records the batch shape in them
+    samples = [BaseDataElement() for _ in images]
+    data = model.data_preprocessor(
+        dict(inputs=list(images), data_samples=samples), False)
     return data['inputs']
+
+
+def pipeline_input_size(cfg) -> Optional[Tuple[int, int]]:
+    """(H, W) of every image the config's test pipeline gives the network,
+    or ``None`` where the size varies: images kept at their own size, or
+    resized keeping their aspect ratio (or orientation), cropped, padded.
+    Only a resize to one size (``keep_ratio=False``) or a top-down affine
+    crop fixes it."""
+    from ..utils.preflight import leaf_datasets
+    dataset = next(leaf_datasets(cfg.test_dataloader.dataset))
+    size = None
+    for step in dataset.get('pipeline', []):
+        kind = str(step.get('type', '')).split('.')[-1]
+        if kind == 'TopdownAffine':
+            size = tuple(step['input_size'][::-1])
+        elif kind == 'Resize' and step.get('scale') is not None \
+                and not step.get('keep_ratio', False):
+            scale = step['scale']
+            scale = (scale, scale) if isinstance(scale, int) else scale
+            size = tuple(scale[::-1])
+        elif any(
+                word in kind
+                for word in ('Resize', 'Crop', 'Pad', 'Affine', 'Aug')):
+            size = None
+    if cfg.model.get('test_cfg', {}).get('mode') == 'slide':
+        size = None  # windows of the image, smaller at its edges
+    return size
 
 
 def second_shape(shape: Tuple[int, int]) -> Tuple[int, int]:

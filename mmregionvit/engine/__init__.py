@@ -1,4 +1,5 @@
 from .bad_sample_hook import BadSampleHook
+from .hooks import NewClassesHook
 from .optim_wrapper import AmpOptimWrapper
 
-__all__ = ['AmpOptimWrapper', 'BadSampleHook']
+__all__ = ['AmpOptimWrapper', 'BadSampleHook', 'NewClassesHook']

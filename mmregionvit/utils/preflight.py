@@ -103,9 +103,24 @@ def _check_images(paths: Sequence[str], where: str, split: str,
             'data_prefix (tools/check_data.py CONFIG checks every file).')
 
 
+def _check_classes(ds: ConfigDict, coco: dict, path: str) -> None:
+    """Every class of the dataset's ``metainfo`` is a category of the
+    annotation file (the file may hold more)."""
+    classes = (ds.get('metainfo') or {}).get('classes')
+    if not classes:
+        return
+    names = [c.get('name') for c in coco['categories']]
+    missing = [c for c in classes if c not in names]
+    if missing:
+        raise PreflightError(
+            f'classes {missing} of metainfo are not categories of {path} '
+            f'(it has {names}); set metainfo classes to names from its '
+            '"categories".')
+
+
 def check_dataset(ds: ConfigDict, split: str, decode: bool = True) -> None:
-    """Paths exist, a COCO file is COCO, and its images can be read
-    (``decode``: a sample of them is decoded)."""
+    """Paths exist, a COCO file is COCO, its classes are its categories, and
+    its images can be read (``decode``: a sample of them is decoded)."""
     root = ds.get('data_root') or ''
     if root and not osp.isdir(root):
         raise PreflightError(
@@ -140,6 +155,7 @@ def check_dataset(ds: ConfigDict, split: str, decode: bool = True) -> None:
         raise PreflightError(f'{path} is not a COCO annotation file: it has '
                              f'no {absent} list(s). Convert it to COCO format'
                              ' (images, annotations, categories).')
+    _check_classes(ds, coco, path)
     names = [img.get('file_name') for img in coco['images']]
     if any(n is None for n in names):
         raise PreflightError(f'{path}: every entry of "images" needs a '
