@@ -4,9 +4,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from mmregionvit.datasets.shapes import generate
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools'))
-from make_demo_data import generate
 
 DEMO_DET = str(ROOT / 'configs/detection/maskrcnn_regionvit_demo_shapes.py')
 
