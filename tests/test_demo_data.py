@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from tool_helpers import load_tool
+from tool_helpers import load_tool, run_script
 
 from mmregionvit.datasets import shapes
 
@@ -131,21 +131,21 @@ def test_deterministic(tmp_path: Path, dataset: Path) -> None:
 
 
 @pytest.mark.slow
-def test_tool_end_to_end(tmp_path: Path, capsys) -> None:
+def test_tool_end_to_end(tmp_path: Path) -> None:
     """tools/make_demo_data.py writes the dataset, reports its counts, and
     refuses other parameters for an existing folder in one line."""
-    tool = load_tool('make_demo_data')
     out = tmp_path / 'shapes'
     args = ['--out', str(out), '--seed', '2', '--num-val', '1', '--size', '64']
-    tool.main([*args, '--num-train', '2'])
-    printed = capsys.readouterr().out
+    proc = run_script('make_demo_data', *args, '--num-train', '2')
+    assert proc.returncode == 0, proc.stderr
     meta = json.loads((out / 'meta.json').read_text())
     assert meta['params']['num_train'] == 2 and meta['params']['size'] == 64
     assert f'train: 2 images, {meta["counts"]["train"]["instances"]} ' \
-        'instances' in printed
-    assert f'{out} ready in' in printed
+        'instances' in proc.stdout
+    assert f'{out} ready in' in proc.stdout
     with pytest.raises(SystemExit) as exc:
-        tool.main([*args, '--num-train', '3'])
-    assert str(exc.value.code).startswith('error: ') and '--force' in str(
-        exc.value.code)
+        load_tool('make_demo_data').main([*args, '--num-train', '3'])
+    message = str(exc.value.code)
+    assert message.startswith('error: ') and '--force' in message
+    assert '\n' not in message
     assert len(list((out / 'train').iterdir())) == 2

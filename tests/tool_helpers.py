@@ -1,5 +1,7 @@
 """Running the tools on a tiny generated shapes dataset."""
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +22,20 @@ def load_tool(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def run_script(name: str, *argv: str) -> subprocess.CompletedProcess:
+    """``python tools/<name>.py ARGV`` in a new process, from the checkout,
+    importing this checkout's package; its output as text."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+    return subprocess.run([sys.executable, f'tools/{name}.py', *argv],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True)
 
 
 def tiny_shapes(root: Path) -> str:
