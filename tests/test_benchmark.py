@@ -12,7 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tool_helpers import ROOT, load_tool, run_script
 
-from mmregionvit.benchmark import gemm, memory, runner, timing, workloads
+from mmregionvit.benchmark import (UsageError, gemm, memory, runner, timing,
+                                   workloads)
 from mmregionvit.models import RegionViT, RegionViTClassifier
 from mmregionvit.utils.complexity import count_macs
 
@@ -304,7 +305,7 @@ def test_resolve_package_config():
 ])
 def test_bad_input(argv, message, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    with pytest.raises(runner.UsageError) as exc:
+    with pytest.raises(UsageError) as exc:
         bench(argv)
     assert message in str(exc.value)
 

@@ -35,8 +35,9 @@ from typing import Any, Dict, List, Optional
 import torch
 from mmengine.config import DictAction
 
+from mmregionvit.benchmark import UsageError
 from mmregionvit.benchmark.gemm import DTYPES
-from mmregionvit.benchmark.runner import BACKBONE_INPUT_SIZE, UsageError, run
+from mmregionvit.benchmark.runner import BACKBONE_INPUT_SIZE, run
 from mmregionvit.models import VARIANTS
 from mmregionvit.utils.config import INPUT_SIZES
 

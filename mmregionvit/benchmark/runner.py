@@ -15,6 +15,7 @@ import torch
 from mmregionvit.utils.config import default_input_size
 from mmregionvit.utils.preflight import PreflightError, check_channels
 from mmregionvit.utils.quiet import quiet_upstream_noise
+from . import UsageError
 from .gemm import gemm_references, measure_gemm
 from .memory import glibc_in_use
 from .report import print_report, summarize
@@ -26,10 +27,6 @@ from .workloads import (backbone_workload, compared_variants,
 # backbone mode's input size (H, W) unless --input-size; model mode takes
 # its config's task's (mmregionvit.utils.config.default_input_size)
 BACKBONE_INPUT_SIZE = (672, 1120)
-
-
-class UsageError(ValueError):
-    """Arguments that cannot be run: the command line reports it."""
 
 
 def check_args(args: argparse.Namespace) -> Tuple[torch.device, List[Path]]:
