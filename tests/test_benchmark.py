@@ -1,23 +1,23 @@
-"""tools/benchmark.py: report fields, FLOP counting and input checks.
+"""mmregionvit.benchmark and tools/benchmark.py: report fields, FLOP
+counting and input checks.
 
 Functional only: timings on a shared machine are not asserted.
 """
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tool_helpers import ROOT, load_tool, run_script
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools'))
-import benchmark
-
+from mmregionvit.benchmark import (UsageError, gemm, memory, runner, timing,
+                                   workloads)
 from mmregionvit.models import RegionViT, RegionViTClassifier
 from mmregionvit.utils.complexity import count_macs
+
+tool = load_tool('benchmark')
 
 # One thread: on a shared machine two OpenMP threads can wait on each other
 # for seconds per step.
@@ -50,6 +50,11 @@ def _keep_threads():
     torch.set_num_threads(threads)
 
 
+def bench(argv: list) -> dict:
+    """:func:`runner.run` on the arguments the command line parses."""
+    return runner.run(tool.build_parser().parse_args(argv))
+
+
 def check_workload(work: dict, repeat: int) -> None:
     lat = work['latency_ms']
     assert set(lat) == {
@@ -77,7 +82,7 @@ def check_workload(work: dict, repeat: int) -> None:
 @pytest.mark.slow
 def test_backbone_report(tmp_path):
     out = tmp_path / 'report.json'
-    report = benchmark.main([
+    report = bench([
         'backbone', '--arch', 'tiny', '--input-size', '64', '64', '--repeat',
         '2', '--json',
         str(out), *FAST
@@ -104,7 +109,7 @@ def test_backbone_report(tmp_path):
 def test_backbone_compare_compile():
     """Eager (A) and compiled (B) alternate in one process."""
     torch._dynamo.reset()
-    report = benchmark.main([
+    report = bench([
         'backbone', '--arch', 'tiny', '--input-size', '64', '64', '--repeat',
         '2', '--compare-compile', '--freezing', *FAST
     ])
@@ -122,7 +127,7 @@ def test_backbone_compare_compile():
 @pytest.mark.slow
 def test_backbone_compare_fused():
     """The reference path (A) and the fused paths (B) alternate."""
-    report = benchmark.main([
+    report = bench([
         'backbone', '--arch', 'tiny', '--input-size', '64', '64', '--repeat',
         '2', '--compare-fused', *FAST
     ])
@@ -138,14 +143,14 @@ def test_backbone_baseline_from_git(monkeypatch):
     """A git revision's backbone (A) is imported beside ours (B) under a
     renamed package, scope and op namespace."""
     built = []
-    workload = benchmark.backbone_workload
+    workload = runner.backbone_workload
 
     def spy(args, device, backbone=RegionViT, **kwargs):
         built.append(backbone)
         return workload(args, device, backbone=backbone, **kwargs)
 
-    monkeypatch.setattr(benchmark, 'backbone_workload', spy)
-    report = benchmark.main([
+    monkeypatch.setattr(runner, 'backbone_workload', spy)
+    report = bench([
         'backbone', '--arch', 'tiny', '--input-size', '64', '64', '--repeat',
         '1', '--baseline', 'HEAD', *FAST
     ])
@@ -163,7 +168,7 @@ def test_backbone_baseline_from_git(monkeypatch):
 @pytest.mark.slow
 def test_backbone_fp16_report():
     """fp16 autocast, compared with the fp32 and fp16 GEMM rates."""
-    report = benchmark.main([
+    report = bench([
         'backbone', '--arch', 'tiny', '--input-size', '64', '64', '--repeat',
         '1', '--dtype', 'fp16', *FAST
     ])
@@ -182,15 +187,15 @@ def test_backbone_fp16_report():
 ])
 def test_gemm_references(dtype, device, expected):
     """A GPU run is always compared with the bf16 matrix rate as well."""
-    refs = benchmark.gemm_references(dtype, torch.device(device))
+    refs = gemm.gemm_references(dtype, torch.device(device))
     assert list(refs) == expected
-    assert all(refs[k] == benchmark.DTYPES[k] for k in expected)
+    assert all(refs[k] == gemm.DTYPES[k] for k in expected)
 
 
 @pytest.mark.slow
 def test_backbone_against_timm():
     """RegionViT (A) against a timm model's feature maps (B) in one run."""
-    report = benchmark.main([
+    report = bench([
         'backbone', '--arch', 'tiny', '--input-size', '64', '96', '--repeat',
         '1', '--task', 'train', '--compare-timm',
         'swin_tiny_patch4_window7_224', *FAST
@@ -212,12 +217,10 @@ def test_compared_models_get_the_same_weights(monkeypatch):
 
     def workload(path, args, device, compiled):
         draws.append((compiled, torch.rand(3).tolist()))
-        return benchmark.Workload(f'{path.stem} {compiled}', lambda: None, 1,
-                                  {})
+        return timing.Workload(f'{path.stem} {compiled}', lambda: None, 1, {})
 
-    monkeypatch.setattr(benchmark, 'model_workload', workload)
-    benchmark.main(
-        ['model', MASKRCNN, '--compare-compile', '--repeat', '1', *FAST])
+    monkeypatch.setattr(runner, 'model_workload', workload)
+    bench(['model', MASKRCNN, '--compare-compile', '--repeat', '1', *FAST])
     assert [c for c, _ in draws] == [False, True]
     assert draws[0][1] == draws[1][1]
 
@@ -250,24 +253,23 @@ def test_count_macs_linear_and_sdpa():
 
 
 def test_latency_stats():
-    stats = benchmark.latency_stats([0.004, 0.001, 0.003, 0.002, 0.005])
+    stats = timing.latency_stats([0.004, 0.001, 0.003, 0.002, 0.005])
     assert stats['median'] == pytest.approx(3.0)
     assert (stats['min'], stats['max']) == pytest.approx((1.0, 5.0))
     assert (stats['q1'], stats['q3']) == pytest.approx((2.0, 4.0))
     assert stats['iqr'] == pytest.approx(2.0)
-    single = benchmark.latency_stats([0.002])
+    single = timing.latency_stats([0.002])
     assert single['iqr'] == single['std'] == 0.0
 
 
 def test_resolve_package_config():
     """``package::path`` is read from the package's ``.mim/configs``."""
-    path = benchmark.resolve_config(
+    path = workloads.resolve_config(
         'mmregionvit::detection/maskrcnn_regionvit_s_coco.py')
     assert path.samefile(MASKRCNN)
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['backbone', '--arch', 'huge'], 'invalid choice'),
     (['model', 'configs/nope.py'], 'config not found'),
     (['model', 'mmdet::nope/nope.py'], 'config not found'),
     (['model', 'nopkg::a/b.py'], "package 'nopkg' is not installed"),
@@ -301,19 +303,44 @@ def test_resolve_package_config():
         '--compare-fused'
     ], 'has no RegionViT backbone'),
 ])
-def test_bad_input(argv, message, capsys, monkeypatch):
+def test_bad_input(argv, message, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(UsageError) as exc:
+        bench(argv)
+    assert message in str(exc.value)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['backbone', '--arch', 'huge'], 'invalid choice'),
+    (['backbone', '--repeat', '0'], 'error: must be >= 1: repeat'),
+])
+def test_tool_bad_input(argv, message, capsys):
+    """The command line reports wrong arguments as a usage error."""
     with pytest.raises(SystemExit) as exc:
-        benchmark.main(argv)
+        tool.main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_tool_end_to_end(tmp_path):
+    """python tools/benchmark.py prints the table and writes the report."""
+    out = tmp_path / 'report.json'
+    proc = run_script('benchmark', 'backbone', '--arch', 'tiny',
+                      '--input-size', '64', '64', '--repeat', '1', '--json',
+                      str(out), *FAST)
+    assert proc.returncode == 0, proc.stderr
+    [work] = json.loads(out.read_text())['workloads']
+    assert work['name'] == 'RegionViT-tiny'
+    assert 'median latency [ms]' in proc.stdout
+    assert 'RegionViT-tiny' in proc.stdout
+
+
 def test_live_memory_sees_a_freed_allocation():
-    in_use = benchmark._glibc_in_use()
+    in_use = memory.glibc_in_use()
     assert in_use is not None  # glibc >= 2.33 on the supported machines
     start = in_use()
-    with benchmark.LiveMemory(in_use) as tracker:
+    with memory.LiveMemory(in_use) as tracker:
         x = torch.ones(16 * 2**20)  # 64 MB, freed at once
         del x
     assert tracker.peak - start >= 64 * 2**20
@@ -323,7 +350,7 @@ def test_live_memory_sees_a_freed_allocation():
 @pytest.mark.slow
 def test_model_mode_train_mini_maskrcnn(tmp_path):
     out = tmp_path / 'report.json'
-    benchmark.main([
+    bench([
         'model', MASKRCNN, '--task', 'train', '--input-size', '64', '96',
         '--repeat', '1', '--json',
         str(out), *FAST, '--live-memory', '--cfg-options', *MINI_MASKRCNN
@@ -344,7 +371,7 @@ def test_model_mode_train_mini_maskrcnn(tmp_path):
 @pytest.mark.slow
 def test_model_mode_compare(tmp_path):
     out = tmp_path / 'report.json'
-    benchmark.main([
+    bench([
         'model', '--compare', MASKRCNN, MASKRCNN, '--input-size', '64', '96',
         '--repeat', '2', '--json',
         str(out), *FAST, '--cfg-options', *MINI_MASKRCNN,
@@ -373,7 +400,7 @@ def test_model_mode_segmentation_and_keypoints(config, size, library, task,
                                                tmp_path):
     pytest.importorskip(library)
     out = tmp_path / 'report.json'
-    benchmark.main([
+    bench([
         'model',
         str(ROOT / 'configs' / config), '--task', task, '--input-size', *size,
         '--batch', '2', '--repeat', '1', '--json',
@@ -397,7 +424,7 @@ def test_compare_onnx(mode, tmp_path):
     args = ['backbone', '--arch', 'tiny'
             ] if mode == 'backbone' else ['model', MASKRCNN]
     options = [] if mode == 'backbone' else ['--cfg-options', *MINI_MASKRCNN]
-    benchmark.main([
+    bench([
         *args, '--compare-onnx', '--input-size', '64', '96', '--repeat', '2',
         '--json',
         str(out), *FAST, *options

@@ -4,6 +4,7 @@ import pytest
 from mmengine.config import config as mmengine_config
 from tool_helpers import DEMO_DET, ROOT, load_tool
 
+from mmregionvit.benchmark.runner import check_args
 from mmregionvit.utils.config import load_config
 
 BASE = 'detection/maskrcnn_regionvit_demo_shapes.py'
@@ -67,10 +68,8 @@ def test_tools_measure_a_task_at_one_size(library, config, size, monkeypatch):
     input size for a config's task when none is given."""
     pytest.importorskip(library)
     config = str(ROOT / 'configs' / config)
-    benchmark = load_tool('benchmark')
-    parser = benchmark.build_parser()
-    args = parser.parse_args(['model', config])
-    benchmark.validate(parser, args)
+    args = load_tool('benchmark').build_parser().parse_args(['model', config])
+    check_args(args)
     assert tuple(args.input_size) == size
 
     got = {}
@@ -99,11 +98,10 @@ def test_tools_measure_a_task_at_one_size(library, config, size, monkeypatch):
 
 
 def test_benchmark_backbone_and_explicit_sizes():
-    benchmark = load_tool('benchmark')
-    parser = benchmark.build_parser()
+    parser = load_tool('benchmark').build_parser()
     for argv, size in ((['backbone'], (672, 1120)),
                        (['model', DEMO_DET, '--input-size', '96',
                          '128'], (96, 128))):
         args = parser.parse_args(argv)
-        benchmark.validate(parser, args)
+        check_args(args)
         assert tuple(args.input_size) == size

@@ -1,4 +1,5 @@
-"""The synthetic shapes dataset generator (tools/make_demo_data.py)."""
+"""The synthetic shapes dataset generator (mmregionvit.datasets.shapes) and
+tools/make_demo_data.py."""
 import json
 import os
 from pathlib import Path
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from tool_helpers import load_tool
+from tool_helpers import load_tool, run_script
 
-make_demo_data = load_tool('make_demo_data')
+from mmregionvit.datasets import shapes
 
 ARGS = dict(seed=3, num_train=6, num_val=3, size=96)
 
@@ -18,7 +19,7 @@ ARGS = dict(seed=3, num_train=6, num_val=3, size=96)
 @pytest.fixture(scope='module')
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp('demo') / 'shapes'
-    make_demo_data.generate(str(out), **ARGS)
+    shapes.generate(str(out), **ARGS)
     return out
 
 
@@ -103,15 +104,14 @@ def test_meta(dataset: Path) -> None:
 def test_reuse_and_refuse(tmp_path: Path) -> None:
     out = tmp_path / 'shapes'
     args = dict(ARGS, num_train=2, num_val=1)
-    make_demo_data.generate(str(out), **args)
+    shapes.generate(str(out), **args)
     meta_file = out / 'meta.json'
     mtime = meta_file.stat().st_mtime_ns
-    make_demo_data.generate(str(out), **args)
+    shapes.generate(str(out), **args)
     assert meta_file.stat().st_mtime_ns == mtime
     with pytest.raises(FileExistsError, match='--force'):
-        make_demo_data.generate(str(out), **dict(args, seed=args['seed'] + 1))
-    make_demo_data.generate(
-        str(out), **dict(args, seed=args['seed'] + 1), force=True)
+        shapes.generate(str(out), **dict(args, seed=args['seed'] + 1))
+    shapes.generate(str(out), **dict(args, seed=args['seed'] + 1), force=True)
     assert json.loads(
         meta_file.read_text())['params']['seed'] == args['seed'] + 1
     assert [p.name
@@ -120,7 +120,7 @@ def test_reuse_and_refuse(tmp_path: Path) -> None:
 
 def test_deterministic(tmp_path: Path, dataset: Path) -> None:
     out = tmp_path / 'again'
-    make_demo_data.generate(str(out), **ARGS)
+    shapes.generate(str(out), **ARGS)
     for name in os.listdir(dataset / 'annotations'):
         assert (out / 'annotations' /
                 name).read_bytes() == (dataset / 'annotations' /
@@ -128,3 +128,24 @@ def test_deterministic(tmp_path: Path, dataset: Path) -> None:
     assert (out / 'train' /
             '000000.png').read_bytes() == (dataset / 'train' /
                                            '000000.png').read_bytes()
+
+
+@pytest.mark.slow
+def test_tool_end_to_end(tmp_path: Path) -> None:
+    """tools/make_demo_data.py writes the dataset, reports its counts, and
+    refuses other parameters for an existing folder in one line."""
+    out = tmp_path / 'shapes'
+    args = ['--out', str(out), '--seed', '2', '--num-val', '1', '--size', '64']
+    proc = run_script('make_demo_data', *args, '--num-train', '2')
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((out / 'meta.json').read_text())
+    assert meta['params']['num_train'] == 2 and meta['params']['size'] == 64
+    assert f'train: 2 images, {meta["counts"]["train"]["instances"]} ' \
+        'instances' in proc.stdout
+    assert f'{out} ready in' in proc.stdout
+    with pytest.raises(SystemExit) as exc:
+        load_tool('make_demo_data').main([*args, '--num-train', '3'])
+    message = str(exc.value.code)
+    assert message.startswith('error: ') and '--force' in message
+    assert '\n' not in message
+    assert len(list((out / 'train').iterdir())) == 2

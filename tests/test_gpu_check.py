@@ -1,17 +1,19 @@
-"""tools/gpu_check.py and tools/gpu_check.sh: the plan, argument handling,
-the budget and deadlines, and the reports, run on the CPU (``--device cpu``
-runs the check's steps there)."""
+"""mmregionvit.benchmark.gpu_check, tools/gpu_check.py and
+tools/gpu_check.sh: the plan, argument handling, the budget and deadlines,
+and the reports, run on the CPU (``--device cpu`` runs the check's steps
+there)."""
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from tool_helpers import ROOT, load_tool, run_script
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools'))
-import gpu_check
+from mmregionvit.benchmark import UsageError
+from mmregionvit.benchmark.gpu_check import runner
+from mmregionvit.benchmark.gpu_check.plan import check_args
+
+tool = load_tool('gpu_check')
 
 # A small CPU check: the tiny arch at 64x64.
 SMALL = [
@@ -21,9 +23,17 @@ SMALL = [
 ]
 
 
+def check(out, *argv) -> int:
+    """The check on the arguments the command line parses: checked, then
+    run; its exit code."""
+    args = tool.build_parser().parse_args([str(out), *argv])
+    check_args(args)
+    return runner.run_check(args)
+
+
 def dry_run(tmp_path, *argv):
     out = tmp_path / 'out'
-    assert gpu_check.main([str(out), '--dry-run', *argv]) == 0
+    assert check(out, '--dry-run', *argv) == 0
     return json.loads((out / 'report.json').read_text()), out
 
 
@@ -72,25 +82,36 @@ def test_only_selects_steps(tmp_path):
     (['--budget', '0', '--dry-run'], 'must be >= 1: budget'),
     (['--only', '(', '--dry-run'], 'not a regular expression'),
     (['--only', 'nothing-matches', '--dry-run'], 'selects no step'),
-    (['--dtypes', 'fp64', '--dry-run'], 'invalid choice'),
     ([], 'no CUDA device visible'),
 ])
-def test_bad_input(argv, message, tmp_path, capsys, monkeypatch):
+def test_bad_input(argv, message, tmp_path, monkeypatch):
     import torch
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     out = tmp_path / 'out'
-    with pytest.raises(SystemExit) as exc:
-        gpu_check.main([str(out), *argv])
-    assert exc.value.code == 2
-    assert message in capsys.readouterr().err
+    with pytest.raises(UsageError) as exc:
+        check(out, *argv)
+    assert message in str(exc.value) and '\n' not in str(exc.value)
     assert not out.exists()  # nothing half-written
 
 
-def test_refuses_a_used_folder(tmp_path, capsys):
+@pytest.mark.parametrize('argv, message', [
+    (['--dtypes', 'fp64', '--dry-run'], 'invalid choice'),
+    (['--budget', '0', '--dry-run'], 'error: must be >= 1: budget'),
+])
+def test_tool_bad_input(argv, message, tmp_path, capsys):
+    """The command line reports wrong arguments as a usage error."""
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit) as exc:
+        tool.main([str(out), *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_refuses_a_used_folder(tmp_path):
     (tmp_path / 'old.json').write_text('{}')
-    with pytest.raises(SystemExit):
-        gpu_check.main([str(tmp_path), '--dry-run'])
-    assert 'not an empty folder' in capsys.readouterr().err
+    with pytest.raises(UsageError, match='not an empty folder'):
+        check(tmp_path, '--dry-run')
     assert [p.name for p in tmp_path.iterdir()] == ['old.json']
 
 
@@ -102,8 +123,7 @@ def test_check_on_the_cpu(tmp_path):
     out = tmp_path / 'out'
     only = ('^(env|attention|probe|profile|tiny-b2-(infer-(bf16|fp32)|'
             'train-bf16(-materialised)?))$')
-    code = gpu_check.main(
-        [str(out), *SMALL, '--only', only, '--budget', '3000'])
+    code = check(out, *SMALL, '--only', only, '--budget', '3000')
     report = json.loads((out / 'report.json').read_text())
     assert code == 0, [(s['id'], s['error']) for s in report['steps']]
     assert sorted(p.name for p in out.iterdir()) == [
@@ -142,8 +162,7 @@ def test_check_on_the_cpu(tmp_path):
 def test_budget_skips_what_does_not_fit(tmp_path):
     """Steps whose estimate exceeds what is left are skipped, not run."""
     out = tmp_path / 'out'
-    code = gpu_check.main(
-        [str(out), *SMALL, '--only', 'compiled', '--budget', '5'])
+    code = check(out, *SMALL, '--only', 'compiled', '--budget', '5')
     report = json.loads((out / 'report.json').read_text())
     assert code == 0
     assert report['steps'] and all(s['status'] == 'skipped'
@@ -156,10 +175,10 @@ def test_step_past_its_deadline_is_killed(tmp_path, monkeypatch):
     """A step that overruns is killed with its worker, and a new worker
     runs the steps after it."""
     deadlines = iter([0.01, 600])
-    monkeypatch.setattr(gpu_check, 'step_timeout',
+    monkeypatch.setattr(runner, 'step_timeout',
                         lambda step, left: next(deadlines, 600))
     out = tmp_path / 'out'
-    code = gpu_check.main([str(out), *SMALL, '--only', '^(env|attention)$'])
+    code = check(out, *SMALL, '--only', '^(env|attention)$')
     steps = {
         s['id']: s
         for s in json.loads((out / 'report.json').read_text())['steps']
@@ -170,6 +189,18 @@ def test_step_past_its_deadline_is_killed(tmp_path, monkeypatch):
     assert steps['attention']['status'] == 'done'
 
 
+@pytest.mark.slow
+def test_tool_end_to_end(tmp_path):
+    """python tools/gpu_check.py runs a step in its worker, writes the
+    reports and prints the markdown."""
+    out = tmp_path / 'out'
+    proc = run_script('gpu_check', str(out), *SMALL, '--only', '^env$')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [step] = json.loads((out / 'report.json').read_text())['steps']
+    assert (step['id'], step['status']) == ('env', 'done')
+    assert '# GPU check' in proc.stdout and '## Environment' in proc.stdout
+
+
 def test_parse_junit(tmp_path):
     path = tmp_path / 'junit.xml'
     path.write_text(
@@ -178,7 +209,7 @@ def test_parse_junit(tmp_path):
         '<testcase name="b" time="1"><failure message="boom&#10;more"/>'
         '</testcase><testcase name="c"><skipped message="no GPU"/>'
         '</testcase></testsuite></testsuites>')
-    result = gpu_check.parse_junit(path)
+    result = runner.parse_junit(path)
     assert result['counts'] == dict(passed=1, failed=1, skipped=1)
     assert result['cases'][1] == dict(
         name='b', outcome='failed', seconds=1.0, message='boom')

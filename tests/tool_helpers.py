@@ -1,12 +1,14 @@
 """Running the tools on a tiny generated shapes dataset."""
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
+from mmregionvit.datasets.shapes import generate
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools'))
-from make_demo_data import generate
 
 DEMO_DET = str(ROOT / 'configs/detection/maskrcnn_regionvit_demo_shapes.py')
 
@@ -20,6 +22,20 @@ def load_tool(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def run_script(name: str, *argv: str) -> subprocess.CompletedProcess:
+    """``python tools/<name>.py ARGV`` in a new process, from the checkout,
+    importing this checkout's package; its output as text."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+    return subprocess.run([sys.executable, f'tools/{name}.py', *argv],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True)
 
 
 def tiny_shapes(root: Path) -> str:

@@ -25,6 +25,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401
+from mmregionvit.datasets.shapes import generate
 from mmregionvit.utils.config import load_config
 from mmregionvit.utils.data_checks import guard_datasets
 from mmregionvit.utils.preflight import check_config
@@ -32,8 +33,6 @@ from mmregionvit.utils.quiet import quiet_upstream_noise
 from mmregionvit.visualization.panels import legend, paint_labels, titled
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-from make_demo_data import generate  # noqa: E402
 
 DATA = 'data/shapes'  # where the demo configs look
 # metrics: printed name -> key in the metrics of runner.test(); targets (the
