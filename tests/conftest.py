@@ -1,4 +1,7 @@
 import math
+import os
+import shutil
+import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -48,6 +51,19 @@ def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'cuda: needs a CUDA device (skipped without one); '
         'tools/gpu_check.py runs them')
+    # torch.compile's kernels go to a cache of this run's own (the tools the
+    # tests start inherit it): a cache shared with runs under another
+    # instruction set (ATEN_CPU_CAPABILITY) gave a kernel that aborted
+    if 'TORCHINDUCTOR_CACHE_DIR' not in os.environ:
+        config._inductor_cache = tempfile.mkdtemp(prefix='torchinductor_')
+        os.environ['TORCHINDUCTOR_CACHE_DIR'] = config._inductor_cache
+
+
+def pytest_unconfigure(config):
+    cache = getattr(config, '_inductor_cache', None)
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
+        del os.environ['TORCHINDUCTOR_CACHE_DIR']
 
 
 @pytest.fixture(autouse=True)
