@@ -37,10 +37,11 @@ BOUNDS = {
     # (SSE4.1), so that a box off by 0.1 px fails
     'detectron2_score': 1e-4,
     'detectron2_box': 1e-2,
-    # onnxruntime against PyTorch, same weights: outputs, scores, boxes
-    'onnx_tensor': 1e-4,
+    # onnxruntime against PyTorch, same weights (slow tier): outputs, noise
+    # 1.9e-5; scores, noise 7.3e-6; boxes in pixels, noise 3.8e-4 (AVX2)
+    'onnx_tensor': 2e-4,
     'onnx_score': 1e-4,
-    'onnx_box': 1e-3,
+    'onnx_box': 5e-3,
     # our fast paths (fused kernels, chunks, compile, tracing) against the
     # reference path: outputs, noise 4.8e-6; gradients, noise 6e-8
     'fast_path': 5e-5,
