@@ -52,8 +52,9 @@ def pytest_configure(config):
         'markers', 'cuda: needs a CUDA device (skipped without one); '
         'tools/gpu_check.py runs them')
     # torch.compile's kernels go to a cache of this run's own (the tools the
-    # tests start inherit it): a cache shared with runs under another
-    # instruction set (ATEN_CPU_CAPABILITY) gave a kernel that aborted
+    # tests start inherit it): a cache shared with concurrent runs under
+    # other instruction sets (ATEN_CPU_CAPABILITY) once gave a kernel that
+    # aborted the process
     if 'TORCHINDUCTOR_CACHE_DIR' not in os.environ:
         config._inductor_cache = tempfile.mkdtemp(prefix='torchinductor_')
         os.environ['TORCHINDUCTOR_CACHE_DIR'] = config._inductor_cache
