@@ -27,7 +27,7 @@ shell: $(STAMP)
 # text files (no symlinks, no binary fixtures)
 LINT_PATHS := mmregionvit tools tests configs setup.py
 BIN := $(abspath $(VENV))/bin
-TEXT_FILES := git ls-files -s -- ':!:*.pt' | awk '$$1 != "120000"' | cut -f2
+TEXT_FILES := git ls-files --eol | awk -F'\t' '$$1 !~ /^i\/(-text)? /' | cut -f2
 
 lint: $(STAMP)
 	$(PY) -m flake8 $(LINT_PATHS)
