@@ -138,7 +138,9 @@ def build_dataset(args: argparse.Namespace, num_classes: int,
                 f'(first: {absent[0]})')
         dataset = LabelledImages(root, samples, transform)
     else:
-        if not any(e.is_dir() for e in os.scandir(root)):
+        with os.scandir(root) as entries:
+            folders = any(e.is_dir() for e in entries)
+        if not folders:
             raise ValueError(f'{root} has no class folders; for a flat '
                              'folder of images, pass --ann-file')
         dataset = ImageFolder(root, transform, allow_empty=True)
