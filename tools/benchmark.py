@@ -12,6 +12,8 @@ Examples::
     python tools/benchmark.py model --compare-onnx \
         configs/detection/retinanet_regionvit_s_coco.py
     python tools/benchmark.py backbone --arch small --baseline HEAD~1
+    python tools/benchmark.py backbone --arch small --dtype bf16 \
+        --gemm-size 4096 --compare-official ../RegionViT
     python tools/benchmark.py backbone --arch small --device cuda \
         --dtype bf16 --batch 8 --compare-timm swin_tiny_patch4_window7_224
     python tools/benchmark.py model \
@@ -139,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         'feature maps (B: features_only, built for --input-size, random '
         'weights), alternating in one process, e.g. '
         'swin_tiny_patch4_window7_224')
+    backbone.add_argument(
+        '--compare-official',
+        type=Path,
+        metavar='DIR',
+        help='time the official backbone (A: the code of DIR, a clone of '
+        'https://github.com/IBM/RegionViT) against ours with the same '
+        'weights (B), alternating in one process')
     model = modes.add_parser(
         'model',
         parents=[common],

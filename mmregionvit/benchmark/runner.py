@@ -52,7 +52,8 @@ def check_args(args: argparse.Namespace) -> Tuple[torch.device, List[Path]]:
     comparisons = [
         f'--{k.replace("_", "-")}'
         for k in ('compare', 'compare_compile', 'compare_fused', 'baseline',
-                  'compare_timm', 'compare_onnx') if getattr(args, k, None)
+                  'compare_timm', 'compare_onnx', 'compare_official')
+        if getattr(args, k, None)
     ]
     if len(comparisons) > 1:
         raise UsageError(
@@ -79,6 +80,9 @@ def check_args(args: argparse.Namespace) -> Tuple[torch.device, List[Path]]:
             '--compare-onnx times fp32 inference on the CPU: drop '
             '--device cuda, --compile, --task train, --dtype '
             'and --with-cp')
+    if getattr(args, 'compare_official', None) and args.with_cp:
+        raise UsageError('--compare-official: the official backbone has no '
+                         'gradient checkpointing; drop --with-cp')
     if args.mode == 'backbone':
         if args.compare_timm and not timm.is_model(args.compare_timm):
             raise UsageError(

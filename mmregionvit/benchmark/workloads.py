@@ -20,6 +20,7 @@ from mmregionvit.utils.complexity import TensorMode, count_macs
 from mmregionvit.utils.config import read_config
 from .baseline import load_baseline
 from .gemm import DTYPES
+from .official import official_backbone, ours_like
 from .synthetic import synthetic_batch
 from .timing import Workload
 
@@ -276,6 +277,18 @@ def compared_variants(args: argparse.Namespace) -> List[Dict[str, Any]]:
         return [
             dict(compiled=args.compile),
             dict(compiled=args.compile, timm_model=args.compare_timm)
+        ]
+    if getattr(args, 'compare_official', None):  # backbone mode only
+        official = official_backbone(args.compare_official, args.arch)
+        return [
+            dict(
+                compiled=args.compile,
+                backbone=lambda **_: official,
+                label=' official'),
+            dict(
+                compiled=args.compile,
+                backbone=partial(ours_like, official),
+                label=' ours')
         ]
     if getattr(args, 'baseline', None):  # backbone mode only
         return [
