@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmregionvit.models import RegionViT, cpu_kernels
+from mmregionvit.models import RegionViT, cpu_kernels, ops
 from mmregionvit.models.ops import norm_gelu_conv, norm_linear, norm_mlp
 from mmregionvit.models.regionvit import LayerNorm2d, Mlp
 
@@ -240,3 +240,50 @@ def test_backbone_bf16_autocast_gradients():
     plain_error = (plain - exact).norm() / exact.norm()
     assert 0 < plain_error < 0.1
     assert (fused - exact).norm() / exact.norm() <= 1.25 * plain_error
+
+
+BF16_ONEDNN = pytest.mark.skipif(
+    not cpu_kernels.ONEDNN_BF16, reason='no oneDNN bf16 kernels on this CPU')
+
+
+@BF16_ONEDNN
+@pytest.mark.parametrize('gelu', [False, True])
+def test_bf16_inference_linear_computes_as_autocast(gelu):
+    """Under bf16 autocast, inference takes oneDNN's fused linear (bias and
+    GELU in the GEMM) and gives autocast's result: bf16, from bf16
+    operands (one bf16 rounding apart)."""
+    layer = nn.Linear(48, 96)
+    x = torch.randn(7, 11, 48)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        assert ops._onednn_inference(x) == torch.bfloat16
+        out = ops.linear(x, layer, gelu=gelu)
+        ref = layer(x)
+        ref = F.gelu(ref) if gelu else ref
+    assert out.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(out, ref, rtol=2**-7, atol=1e-2)
+
+
+@BF16_ONEDNN
+def test_bf16_weight_copies_follow_in_place_changes():
+    """The bf16 weights inference keeps are made again when the weights
+    change in place (optimizer steps, loaded checkpoints), and go with
+    their layer."""
+    layer = nn.Linear(32, 32)
+    x = torch.randn(5, 32)
+
+    def run():
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+            return ops.linear(x, layer).float()
+
+    before = run()
+    with torch.no_grad():
+        layer.weight.mul_(2)
+        layer.bias.mul_(2)
+    torch.testing.assert_close(run(), 2 * before, rtol=2**-7, atol=1e-2)
+    kept = len(cpu_kernels._BF16_COPIES)
+    other = nn.Linear(8, 8)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        ops.linear(torch.randn(2, 8), other)
+    assert len(cpu_kernels._BF16_COPIES) == kept + 2
+    del other
+    assert len(cpu_kernels._BF16_COPIES) == kept

@@ -2,8 +2,9 @@
 when they run; nothing here decides).
 
 - ``onednn_linear``: oneDNN's linear with the bias (and GELU) fused into the
-  GEMM, for fp32 inference; eager PyTorch writes each output twice (bias
-  broadcast, then GEMM) and makes a third pass for GELU.
+  GEMM, for fp32 and bf16 inference; eager PyTorch writes each output twice
+  (bias broadcast, then GEMM) and makes a third pass for GELU.
+  ``bf16_copy`` keeps the bf16 weights it takes under autocast.
 - ``NormLinear``, ``NormMlp``, ``NormGeluConv``: LayerNorm-led ops for
   training that keep only the norm's input (and, for the MLP, the first
   linear's output) for backward and recompute the norm and GELU outputs
@@ -20,7 +21,8 @@ when they run; nothing here decides).
 - ``nchw_copy``: the stage outputs' contiguous NCHW copy of channels-last
   memory.
 """
-from typing import List, Tuple
+import weakref
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,13 @@ _layer_norm_backward = torch.ops.aten.native_layer_norm_backward
 # None where torch was built without oneDNN
 _ONEDNN_LINEAR = getattr(torch.ops.mkldnn, '_linear_pointwise', None) \
     if torch.backends.mkldnn.is_available() else None
+# Whether oneDNN has bf16 kernels on this CPU (AVX-512 BF16 or AMX)
+ONEDNN_BF16 = (
+    _ONEDNN_LINEAR is not None
+    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+# bf16 copies of weights for inference: id -> (weak reference to the
+# tensor, its version when copied, the copy); an entry goes with its tensor
+_BF16_COPIES: Dict[int, Tuple[weakref.ref, int, Tensor]] = {}
 # Rows per chunk of the MLP's training passes: its 4x-wide intermediates
 # then stay small (cache-sized, and below malloc's mmap threshold, so they
 # are not page-faulted in afresh each time).
@@ -46,6 +55,18 @@ def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor,
         x.reshape(-1, x.shape[-1]), weight, bias, 'gelu' if gelu else 'none',
         [], 'none' if gelu else '')
     return out.view(*x.shape[:-1], -1)
+
+
+def bf16_copy(t: Tensor) -> Tensor:
+    """``t`` in bfloat16, cast once per version of ``t``: an in-place
+    change (an optimizer step, loading a checkpoint) makes a new copy."""
+    key = id(t)
+    kept = _BF16_COPIES.get(key)
+    if kept is None or kept[0]() is not t or kept[1] != t._version:
+        ref = weakref.ref(t, lambda _: _BF16_COPIES.pop(key, None))
+        kept = (ref, t._version, t.detach().to(torch.bfloat16))
+        _BF16_COPIES[key] = kept
+    return kept[2]
 
 
 def _norm(x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor,

@@ -58,17 +58,38 @@ def _cpu_training(x: Tensor, autocast_bf16: bool) -> bool:
             and x.dtype in (torch.float32, torch.bfloat16))
 
 
+def _onednn_inference(x: Tensor) -> Optional[torch.dtype]:
+    """The dtype oneDNN's fused linear computes ``x`` in, or None where it
+    does not serve: eager CPU inference, in fp32 or under bf16 autocast
+    (where this CPU has oneDNN's bf16 kernels). It has no autograd formula
+    and no autocast of its own."""
+    if (cpu_kernels._ONEDNN_LINEAR is None or x.device.type != 'cpu'
+            or torch.is_grad_enabled() or torch.compiler.is_compiling()):
+        return None
+    if not torch.is_autocast_enabled('cpu'):
+        return torch.float32 if x.dtype == torch.float32 else None
+    if (torch.get_autocast_dtype('cpu') == torch.bfloat16
+            and x.dtype in (torch.float32, torch.bfloat16)
+            and cpu_kernels.ONEDNN_BF16):
+        return torch.bfloat16
+    return None
+
+
 def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
     """``layer(x)``, followed by exact GELU if ``gelu``.
 
-    oneDNN's fused linear has no autograd formula and no autocast, so it
-    serves eager fp32 CPU inference only.
+    Eager CPU inference runs oneDNN's linear with the bias and GELU fused;
+    under bf16 autocast it computes as autocast would (bf16 operands, bf16
+    result), from bf16 copies of the weights made once per weight version
+    instead of once per call and forward.
     """
-    if (cpu_kernels._ONEDNN_LINEAR is not None and x.device.type == 'cpu'
-            and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled('cpu')
-            and not torch.compiler.is_compiling()):
+    dtype = _onednn_inference(x)
+    if dtype == torch.float32:
         return cpu_kernels.onednn_linear(x, layer.weight, layer.bias, gelu)
+    if dtype == torch.bfloat16:
+        return cpu_kernels.onednn_linear(
+            x.to(dtype), cpu_kernels.bf16_copy(layer.weight),
+            cpu_kernels.bf16_copy(layer.bias), gelu)
     x = F.linear(x, layer.weight, layer.bias)
     return F.gelu(x) if gelu else x
 
