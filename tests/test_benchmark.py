@@ -4,6 +4,7 @@ counting and input checks.
 Functional only: timings on a shared machine are not asserted.
 """
 import json
+import sys
 
 import pytest
 import timm
@@ -302,6 +303,13 @@ def test_resolve_package_config():
         'model', 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
         '--compare-fused'
     ], 'has no RegionViT backbone'),
+    (['backbone', '--compare-official', '/nonexistent', *FAST
+      ], 'no regionvit/regionvit.py there'),
+    (['backbone', '--official', '.', '--compare-fused'
+      ], 'drop --compare-fused'),
+    (['backbone', '--official', '.', '--with-cp'], 'drop --with-cp'),
+    (['backbone', '--compare-official', '.', '--baseline', 'HEAD'
+      ], 'use one of them'),
 ])
 def test_bad_input(argv, message, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
@@ -334,6 +342,57 @@ def test_tool_end_to_end(tmp_path):
     assert work['name'] == 'RegionViT-tiny'
     assert 'median latency [ms]' in proc.stdout
     assert 'RegionViT-tiny' in proc.stdout
+
+
+# A stand-in for a clone of the official code: registers a model name of
+# ours with timm, as the official module does, and answers the detectron2
+# wrapper's call with one map per stage
+FAKE_OFFICIAL = """
+import torch
+import torch.nn as nn
+from timm.models.registry import register_model
+
+
+class RegionViT(nn.Module):
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.kwargs = kwargs
+        self.conv = nn.Conv2d(3, kwargs['embed_dim'][1], 4, 4)
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 2)
+
+    def forward_features(self, x, detection=False):
+        assert detection
+        return [self.conv(x), self.conv(x)[..., ::2, ::2]]
+
+
+@register_model
+def regionvit_small_224(pretrained=False, **kwargs):
+    return RegionViT(**kwargs)
+"""
+
+
+def test_official_backbone_from_a_clone(tmp_path):
+    """The official module is imported from the clone and built with the
+    variant's official arguments, detection norms on, without its head;
+    timm's registry keeps our models."""
+    from mmregionvit.benchmark.official import official_backbone
+    from mmregionvit.models import VARIANTS
+    (tmp_path / 'regionvit').mkdir()
+    (tmp_path / 'regionvit' / '__init__.py').write_text('')
+    (tmp_path / 'regionvit' / 'regionvit.py').write_text(FAKE_OFFICIAL)
+    ours = timm.models.model_entrypoint('regionvit_small_224')
+    try:
+        model = official_backbone(tmp_path, 'small')
+    finally:
+        for name in [m for m in sys.modules if m.startswith('regionvit')]:
+            del sys.modules[name]
+    assert timm.models.model_entrypoint('regionvit_small_224') is ours
+    assert model.model.kwargs == dict(VARIANTS['small'].arch, det_norm=True)
+    assert not hasattr(model.model, 'head')
+    assert not hasattr(model.model, 'norm')
+    outs = model(torch.randn(1, 3, 32, 32))
+    assert [o.shape[-1] for o in outs] == [8, 4]
 
 
 def test_live_memory_sees_a_freed_allocation():

@@ -148,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
         help='time the official backbone (A: the code of DIR, a clone of '
         'https://github.com/IBM/RegionViT) against ours with the same '
         'weights (B), alternating in one process')
+    backbone.add_argument(
+        '--official',
+        type=Path,
+        metavar='DIR',
+        help='time the official backbone of DIR (a clone of '
+        'https://github.com/IBM/RegionViT) alone, e.g. for the memory of '
+        'a fresh process')
     model = modes.add_parser(
         'model',
         parents=[common],

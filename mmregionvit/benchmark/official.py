@@ -2,6 +2,7 @@
 ours against (``tools/benchmark.py backbone --compare-official``)."""
 import importlib
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Tuple
@@ -14,16 +15,19 @@ from mmregionvit.models.checkpoint import checkpoint_filter_fn
 
 
 @contextmanager
-def _unregistered() -> Iterator[None]:
-    """timm's model registry left as it is while the official module
-    imports: its model names are ours in timm's registry."""
-    import timm.models.registry as registry
-    register = registry.register_model
-    registry.register_model = lambda fn: fn
-    try:
-        yield
-    finally:
-        registry.register_model = register
+def _official_import() -> Iterator[None]:
+    """While the official module imports: timm's model registry left as it
+    is (its model names are ours there), and the deprecation notices of
+    the timm module paths it imports from kept quiet."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning)
+        import timm.models.registry as registry
+        register = registry.register_model
+        registry.register_model = lambda fn: fn
+        try:
+            yield
+        finally:
+            registry.register_model = register
 
 
 class OfficialBackbone(nn.Module):
@@ -47,7 +51,7 @@ def official_backbone(repo: Path, arch: str) -> OfficialBackbone:
             'give a clone of https://github.com/IBM/RegionViT')
     sys.path.insert(0, str(Path(repo).resolve()))
     try:
-        with _unregistered():
+        with _official_import():
             module = importlib.import_module('regionvit.regionvit')
     finally:
         sys.path.pop(0)

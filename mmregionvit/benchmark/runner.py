@@ -55,6 +55,9 @@ def check_args(args: argparse.Namespace) -> Tuple[torch.device, List[Path]]:
                   'compare_timm', 'compare_onnx', 'compare_official')
         if getattr(args, k, None)
     ]
+    if getattr(args, 'official', None) and comparisons:
+        raise UsageError('--official times the official backbone alone: '
+                         f'drop {" and ".join(comparisons)}')
     if len(comparisons) > 1:
         raise UsageError(
             f'{" and ".join(comparisons)} each time two workloads; '
@@ -80,9 +83,13 @@ def check_args(args: argparse.Namespace) -> Tuple[torch.device, List[Path]]:
             '--compare-onnx times fp32 inference on the CPU: drop '
             '--device cuda, --compile, --task train, --dtype '
             'and --with-cp')
-    if getattr(args, 'compare_official', None) and args.with_cp:
-        raise UsageError('--compare-official: the official backbone has no '
-                         'gradient checkpointing; drop --with-cp')
+    official = getattr(args, 'compare_official', None) or getattr(
+        args, 'official', None)
+    if official and (args.with_cp or args.attention != 'fused'):
+        raise UsageError('--official, --compare-official: the official '
+                         'backbone has no gradient checkpointing and always '
+                         'materialises attention; drop --with-cp and '
+                         '--attention')
     if args.mode == 'backbone':
         if args.compare_timm and not timm.is_model(args.compare_timm):
             raise UsageError(

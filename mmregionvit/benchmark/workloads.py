@@ -278,18 +278,23 @@ def compared_variants(args: argparse.Namespace) -> List[Dict[str, Any]]:
             dict(compiled=args.compile),
             dict(compiled=args.compile, timm_model=args.compare_timm)
         ]
-    if getattr(args, 'compare_official', None):  # backbone mode only
-        official = official_backbone(args.compare_official, args.arch)
-        return [
+    repo = getattr(args, 'compare_official', None) or getattr(
+        args, 'official', None)  # backbone mode only
+    if repo:
+        official = official_backbone(repo, args.arch)
+        variants = [
             dict(
                 compiled=args.compile,
                 backbone=lambda **_: official,
-                label=' official'),
-            dict(
-                compiled=args.compile,
-                backbone=partial(ours_like, official),
-                label=' ours')
+                label=' official')
         ]
+        if args.compare_official:
+            variants.append(
+                dict(
+                    compiled=args.compile,
+                    backbone=partial(ours_like, official),
+                    label=' ours'))
+        return variants
     if getattr(args, 'baseline', None):  # backbone mode only
         return [
             dict(
