@@ -10,17 +10,10 @@ metainfo = dict(
 img_scale = (192, 192)
 num_classes = len(metainfo['classes'])
 
+__size = _base_.regionvit_sizes.demo
 model = dict(
-    backbone=dict(
-        arch=dict(
-            _delete_=True,
-            embed_dim=[32, 32, 64, 128, 256],
-            num_heads=[1, 2, 4, 8],
-            depth=[1, 1, 2, 1],
-            kernel_sizes=[7, 7, 7, 7]),
-        drop_path_rate=0.0,
-        init_cfg=None),  # no ImageNet weights offline: trained from scratch
-    neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
+    backbone=__size.backbone,
+    neck=dict(in_channels=__size.channels, out_channels=64),
     rpn_head=dict(
         in_channels=64, feat_channels=64, anchor_generator=dict(scales=[4])),
     roi_head=dict(
@@ -64,13 +57,11 @@ train_dataloader = dict(
         ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'),
         pipeline=train_pipeline))
+# the training loader on val/ with the test pipeline
 val_dataloader = dict(
-    batch_size=4,
-    num_workers=1,
-    persistent_workers=True,
+    train_dataloader,
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
+        train_dataloader['dataset'],
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='val/'),
         pipeline=test_pipeline))
