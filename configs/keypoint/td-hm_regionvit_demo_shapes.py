@@ -33,11 +33,10 @@ train_pipeline = [
     dict(type='GenerateTarget', encoder=codec),
     dict(type='PackPoseInputs'),
 ]
+# the base's, at this codec's input size
 val_pipeline = [
-    dict(type='LoadImage'),
-    dict(type='GetBBoxCenterScale'),
-    dict(type='TopdownAffine', input_size=codec['input_size'], use_udp=True),
-    dict(type='PackPoseInputs'),
+    dict(t, input_size=codec['input_size']) if t.type == 'TopdownAffine' else t
+    for t in _base_.val_pipeline
 ]
 train_dataloader = dict(
     batch_size=32,
