@@ -66,12 +66,9 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
+# counted in iterations, as the base's
 max_iters = 1100
-train_cfg = dict(
-    _delete_=True,
-    type='IterBasedTrainLoop',
-    max_iters=max_iters,
-    val_interval=max_iters)
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
@@ -84,8 +81,7 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(interval=25),
-    checkpoint=dict(by_epoch=False, interval=500, max_keep_ckpts=2))
-log_processor = dict(by_epoch=False)
+    checkpoint=dict(interval=500, max_keep_ckpts=2))
 # the LR above is for batch 4 (--auto-scale-lr scales it from there)
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 randomness = dict(seed=0)  # the same run, and figures, every time
