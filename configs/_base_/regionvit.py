@@ -29,6 +29,8 @@ regionvit_backbone = dict(
 #                neck=dict(in_channels=__size.channels))
 # The 14x14-window archs (small_w14, base_w14_peg, ...) load the weights and
 # have the channels of their 7x7 arch: their configs inherit that arch's.
+# tests/test_variants.py checks every config's arch and weights against
+# mmregionvit/models/variants.py.
 regionvit_sizes = {
     arch:
     dict(

@@ -80,8 +80,7 @@ param_scheduler = [
         eta_min=1e-5),
 ]
 default_hooks = dict(
-    logger=dict(interval=25),
-    checkpoint=dict(interval=500, max_keep_ckpts=2))
+    logger=dict(interval=25), checkpoint=dict(interval=500, max_keep_ckpts=2))
 # the LR above is for batch 4 (--auto-scale-lr scales it from there)
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 randomness = dict(seed=0)  # the same run, and figures, every time
