@@ -6,8 +6,10 @@ The record was written from the configs as they were before their shared
 parts moved into configs/_base_ fragments:
 ``PYTHONPATH=.:tests python -c 'import test_config_resolution as t;
 t.write_record()'``. The layout introduced no type of its own (the larger
-inputs rewrite the inherited pipelines' sizes in place), so no key is
-excepted: every config resolves exactly as recorded.
+inputs rewrite the inherited pipelines' sizes in place) and one variable,
+the table of RegionViT sizes (``SIZES``), which the configs inherit and
+which is left out of the comparison; everything else resolves exactly as
+recorded.
 """
 import functools
 import gzip
@@ -26,6 +28,12 @@ CONFIGS = sorted(
     p.relative_to(ROOT).as_posix()
     for pattern in ('configs/**/*.py', 'tests/configs/*.py')
     for p in ROOT.glob(pattern) if '_base_' not in p.parts)
+# configs/_base_/regionvit.py's table that the configs of the other sizes
+# read their backbone and channels from. Nothing that runs a config reads
+# it (mmengine's Runner, mmdet/mmseg/mmpose and our tools read only keys
+# they name, and it names no type to build), so a config with it left out
+# runs as the recorded one did.
+SIZES = 'regionvit_sizes'
 
 
 def encode(value):
@@ -47,12 +55,19 @@ def resolved(path: str) -> dict:
     return encode(Config.fromfile(ROOT / path).to_dict())
 
 
+def resolved_settings(path: str) -> dict:
+    """``resolved(path)`` without the table of sizes (if it inherits it)."""
+    settings = resolved(path)
+    settings.pop(SIZES, None)
+    return settings
+
+
 def canonical(value) -> str:
     return json.dumps(value, sort_keys=True, indent=0)
 
 
 def write_record() -> None:
-    text = canonical({p: resolved(p) for p in CONFIGS})
+    text = canonical({p: resolved_settings(p) for p in CONFIGS})
     with gzip.GzipFile(RECORD, 'wb', mtime=0) as f:
         f.write(text.encode())
 
@@ -80,4 +95,4 @@ def test_every_config_is_recorded(record):
 @pytest.mark.parametrize('path', CONFIGS)
 def test_config_resolves_as_recorded(record, path):
     # as text, so that 1 and 1.0 or True differ
-    assert canonical(resolved(path)) == canonical(record[path])
+    assert canonical(resolved_settings(path)) == canonical(record[path])

@@ -10,8 +10,8 @@ custom_imports = dict(imports=['mmregionvit'], allow_failed_imports=False)
 regionvit_release = ('https://github.com/IBM/RegionViT/releases/download/'
                      'weights-v0.1/')
 
-# RegionViT-S; configs of other variants change arch and the checkpoint. A
-# local copy of the weights:
+# RegionViT-S; configs of other sizes merge in their regionvit_sizes entry
+# (below). A local copy of the weights:
 # --cfg-options model.backbone.init_cfg.checkpoint=/path/to/RegionViT-S.pth
 regionvit_backbone = dict(
     type='mmregionvit.RegionViT',
@@ -20,6 +20,45 @@ regionvit_backbone = dict(
     det_norm=True,
     init_cfg=dict(
         type='Pretrained', checkpoint=regionvit_release + 'RegionViT-S.pth'))
+
+# The other sizes: what a config of RegionViT-S changes in its backbone
+# (`backbone`, merged into regionvit_backbone) and the channels of the four
+# stages (`channels`) that its neck or heads take, e.g.
+#   __size = _base_.regionvit_sizes.tiny
+#   model = dict(backbone=__size.backbone,
+#                neck=dict(in_channels=__size.channels))
+# The 14x14-window archs (small_w14, base_w14_peg, ...) load the weights and
+# have the channels of their 7x7 arch: their configs inherit that arch's.
+# tests/test_variants.py checks every config's arch and weights against
+# mmregionvit/models/variants.py.
+regionvit_sizes = {
+    arch:
+    dict(
+        backbone=dict(
+            arch=arch,
+            init_cfg=dict(
+                checkpoint=f'{regionvit_release}RegionViT-{weights}.pth')),
+        channels=channels)
+    for arch, weights, channels in [
+        ('tiny', 'Ti', [64, 128, 256, 512]),
+        ('small', 'S', [96, 192, 384, 768]),
+        ('medium', 'M', [96, 192, 384, 768]),
+        ('base', 'B', [128, 256, 512, 1024]),
+    ]
+}
+# The demos': a small RegionViT trained from scratch (no ImageNet weights
+# offline).
+regionvit_sizes['demo'] = dict(
+    backbone=dict(
+        arch=dict(
+            _delete_=True,
+            embed_dim=[32, 32, 64, 128, 256],
+            num_heads=[1, 2, 4, 8],
+            depth=[1, 1, 2, 1],
+            kernel_sizes=[7, 7, 7, 7]),
+        drop_path_rate=0.0,
+        init_cfg=None),
+    channels=[32, 64, 128, 256])
 
 # Segmentation and pose: no weight decay on norms and relative-position
 # tables.

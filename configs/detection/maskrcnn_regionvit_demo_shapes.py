@@ -10,17 +10,10 @@ metainfo = dict(
 img_scale = (192, 192)
 num_classes = len(metainfo['classes'])
 
+__size = _base_.regionvit_sizes.demo
 model = dict(
-    backbone=dict(
-        arch=dict(
-            _delete_=True,
-            embed_dim=[32, 32, 64, 128, 256],
-            num_heads=[1, 2, 4, 8],
-            depth=[1, 1, 2, 1],
-            kernel_sizes=[7, 7, 7, 7]),
-        drop_path_rate=0.0,
-        init_cfg=None),  # no ImageNet weights offline: trained from scratch
-    neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
+    backbone=__size.backbone,
+    neck=dict(in_channels=__size.channels, out_channels=64),
     rpn_head=dict(
         in_channels=64, feat_channels=64, anchor_generator=dict(scales=[4])),
     roi_head=dict(
@@ -45,15 +38,12 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
+# reading and resizing as in training, then the base's annotations and
+# packing
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
-]
+] + _base_.test_pipeline[2:]
 train_dataloader = dict(
     batch_size=4,
     num_workers=1,
@@ -64,13 +54,11 @@ train_dataloader = dict(
         ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'),
         pipeline=train_pipeline))
+# the training loader on val/ with the test pipeline
 val_dataloader = dict(
-    batch_size=4,
-    num_workers=1,
-    persistent_workers=True,
+    train_dataloader,
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
+        train_dataloader['dataset'],
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='val/'),
         pipeline=test_pipeline))
@@ -78,12 +66,9 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
+# counted in iterations, as the base's
 max_iters = 1100
-train_cfg = dict(
-    _delete_=True,
-    type='IterBasedTrainLoop',
-    max_iters=max_iters,
-    val_interval=max_iters)
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
@@ -95,9 +80,7 @@ param_scheduler = [
         eta_min=1e-5),
 ]
 default_hooks = dict(
-    logger=dict(interval=25),
-    checkpoint=dict(by_epoch=False, interval=500, max_keep_ckpts=2))
-log_processor = dict(by_epoch=False)
+    logger=dict(interval=25), checkpoint=dict(interval=500, max_keep_ckpts=2))
 # the LR above is for batch 4 (--auto-scale-lr scales it from there)
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 randomness = dict(seed=0)  # the same run, and figures, every time

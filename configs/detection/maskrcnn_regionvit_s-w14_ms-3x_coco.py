@@ -1,10 +1,6 @@
-# Mask R-CNN RegionViT-s-w14, 3x multi-scale schedule (see
-# maskrcnn_regionvit_s_ms-3x_coco.py).
+# Mask R-CNN RegionViT-s-w14, 3x multi-scale schedule:
+# maskrcnn_regionvit_s_ms-3x_coco.py with 14x14 windows. The ImageNet weights
+# were trained with 7x7 windows; loading converts them to 14x14 (bicubic resize
+# of the regional kernel and position tables).
 _base_ = './maskrcnn_regionvit_s_ms-3x_coco.py'
-
-model = dict(
-    backbone=dict(
-        arch='small_w14',
-        init_cfg=dict(checkpoint=_base_.regionvit_release +
-                      'RegionViT-S.pth')),
-    neck=dict(in_channels=[96, 192, 384, 768]))
+model = dict(backbone=dict(arch='small_w14'))

@@ -1,10 +1,6 @@
-# RetinaNet RegionViT-b-w14, 3x multi-scale schedule (see
-# retinanet_regionvit_s_ms-3x_coco.py).
-_base_ = './retinanet_regionvit_s_ms-3x_coco.py'
-
-model = dict(
-    backbone=dict(
-        arch='base_w14',
-        init_cfg=dict(checkpoint=_base_.regionvit_release +
-                      'RegionViT-B.pth')),
-    neck=dict(in_channels=[128, 256, 512, 1024]))
+# RetinaNet RegionViT-b-w14, 3x multi-scale schedule:
+# retinanet_regionvit_b_ms-3x_coco.py with 14x14 windows. The ImageNet weights
+# were trained with 7x7 windows; loading converts them to 14x14 (bicubic resize
+# of the regional kernel and position tables).
+_base_ = './retinanet_regionvit_b_ms-3x_coco.py'
+model = dict(backbone=dict(arch='base_w14'))

@@ -1,9 +1,4 @@
 # RetinaNet RegionViT-b, 1x schedule (see retinanet_regionvit_s_coco.py).
 _base_ = './retinanet_regionvit_s_coco.py'
-
-model = dict(
-    backbone=dict(
-        arch='base',
-        init_cfg=dict(checkpoint=_base_.regionvit_release +
-                      'RegionViT-B.pth')),
-    neck=dict(in_channels=[128, 256, 512, 1024]))
+__size = _base_.regionvit_sizes.base
+model = dict(backbone=__size.backbone, neck=dict(in_channels=__size.channels))

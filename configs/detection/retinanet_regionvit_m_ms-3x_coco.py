@@ -1,10 +1,5 @@
 # RetinaNet RegionViT-m, 3x multi-scale schedule (see
 # retinanet_regionvit_s_ms-3x_coco.py).
 _base_ = './retinanet_regionvit_s_ms-3x_coco.py'
-
-model = dict(
-    backbone=dict(
-        arch='medium',
-        init_cfg=dict(checkpoint=_base_.regionvit_release +
-                      'RegionViT-M.pth')),
-    neck=dict(in_channels=[96, 192, 384, 768]))
+__size = _base_.regionvit_sizes.medium
+model = dict(backbone=__size.backbone, neck=dict(in_channels=__size.channels))

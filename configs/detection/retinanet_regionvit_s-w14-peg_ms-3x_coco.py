@@ -1,10 +1,6 @@
-# RetinaNet RegionViT-s-w14-peg, 3x multi-scale schedule (see
-# retinanet_regionvit_s_ms-3x_coco.py).
+# RetinaNet RegionViT-s-w14-peg, 3x multi-scale schedule:
+# retinanet_regionvit_s_ms-3x_coco.py with 14x14 windows and PEG. The ImageNet
+# weights were trained with 7x7 windows; loading converts them to 14x14
+# (bicubic resize of the regional kernel and position tables).
 _base_ = './retinanet_regionvit_s_ms-3x_coco.py'
-
-model = dict(
-    backbone=dict(
-        arch='small_w14_peg',
-        init_cfg=dict(checkpoint=_base_.regionvit_release +
-                      'RegionViT-S.pth')),
-    neck=dict(in_channels=[96, 192, 384, 768]))
+model = dict(backbone=dict(arch='small_w14_peg'))

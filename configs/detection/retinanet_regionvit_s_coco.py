@@ -9,7 +9,5 @@ _base_ = [
     '../_base_/datasets/detectron2_fixed_detection.py',
     '../_base_/schedules/detectron2_1x.py',
 ]
-model = dict(
-    backbone=dict(
-        _base_.regionvit_backbone, _delete_=True, drop_path_rate=0.2),
-    neck=dict(in_channels=[96, 192, 384, 768]))
+# detectron2's weight decay groups, as the official detectors train
+optim_wrapper = dict(paramwise_cfg=_base_.regionvit_detectron2_paramwise_cfg)

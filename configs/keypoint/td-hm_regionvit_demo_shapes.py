@@ -13,18 +13,11 @@ metainfo = dict(from_file='{{ fileDirname }}/shapes_keypoints_info.py')
 codec = dict(
     type='UDPHeatmap', input_size=(96, 96), heatmap_size=(24, 24), sigma=2)
 
+__size = _base_.regionvit_sizes.demo
 model = dict(
-    backbone=dict(
-        arch=dict(
-            _delete_=True,
-            embed_dim=[32, 32, 64, 128, 256],
-            num_heads=[1, 2, 4, 8],
-            depth=[1, 1, 2, 1],
-            kernel_sizes=[7, 7, 7, 7]),
-        drop_path_rate=0.0,
-        init_cfg=None),  # no ImageNet weights offline: trained from scratch
+    backbone=__size.backbone,
     head=dict(
-        in_channels=256,
+        in_channels=__size.channels[-1],
         out_channels=4,
         deconv_out_channels=(128, 128, 128),
         decoder=codec))
@@ -40,11 +33,10 @@ train_pipeline = [
     dict(type='GenerateTarget', encoder=codec),
     dict(type='PackPoseInputs'),
 ]
+# the base's, at this codec's input size
 val_pipeline = [
-    dict(type='LoadImage'),
-    dict(type='GetBBoxCenterScale'),
-    dict(type='TopdownAffine', input_size=codec['input_size'], use_udp=True),
-    dict(type='PackPoseInputs'),
+    dict(t, input_size=codec['input_size']) if t.type == 'TopdownAffine' else t
+    for t in _base_.val_pipeline
 ]
 train_dataloader = dict(
     batch_size=32,
@@ -55,12 +47,11 @@ train_dataloader = dict(
         ann_file='annotations/keypoints_train.json',
         data_prefix=dict(img='train/'),
         pipeline=train_pipeline))
+# the training loader on val/ with the test pipeline
 val_dataloader = dict(
-    batch_size=32,
-    num_workers=1,
+    train_dataloader,
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
+        train_dataloader['dataset'],
         ann_file='annotations/keypoints_val.json',
         bbox_file=None,  # ground-truth boxes
         data_prefix=dict(img='val/'),

@@ -6,7 +6,7 @@
 # mmseg's ``tools/test.py --tta`` as for upernet_regionvit_s_ade20k.py.
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py',
-    'mmseg::_base_/datasets/ade20k.py',
+    '../_base_/datasets/ade20k_tta.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py',
     '../_base_/regionvit.py',
@@ -20,29 +20,6 @@ model = dict(
         _base_.regionvit_backbone, _delete_=True, drop_path_rate=0.1),
     neck=dict(in_channels=[96, 192, 384, 768]),
     decode_head=dict(num_classes=150))
-
-# Multi-scale + flip test relative to the 2048x512 test scale, as in
-# upernet_regionvit_s_ade20k.py (the base's scales the original image).
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [
-                dict(
-                    type='Resize',
-                    scale=(int(2048 * r), int(512 * r)),
-                    keep_ratio=True) for r in img_ratios
-            ],
-            [
-                dict(type='RandomFlip', prob=0., direction='horizontal'),
-                dict(type='RandomFlip', prob=1., direction='horizontal')
-            ],
-            [dict(type='LoadAnnotations')],
-            [dict(type='PackSegInputs')],
-        ])
-]
 
 # batch 16 = 4 GPUs x 4 images (the base's batch_size); on 8 GPUs set
 # train_dataloader.batch_size=2

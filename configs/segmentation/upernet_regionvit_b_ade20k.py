@@ -1,10 +1,7 @@
 # UPerNet RegionViT-b on ADE20K (see upernet_regionvit_s_ade20k.py).
 _base_ = './upernet_regionvit_s_ade20k.py'
-
+__size = _base_.regionvit_sizes.base
 model = dict(
-    backbone=dict(
-        arch='base',
-        init_cfg=dict(checkpoint=_base_.regionvit_release +
-                      'RegionViT-B.pth')),
-    decode_head=dict(in_channels=[128, 256, 512, 1024]),
-    auxiliary_head=dict(in_channels=512))
+    backbone=__size.backbone,
+    decode_head=dict(in_channels=__size.channels),
+    auxiliary_head=dict(in_channels=__size.channels[2]))

@@ -12,20 +12,14 @@ metainfo = dict(
 crop_size = (128, 128)  # training crops of the 192x192 images
 num_classes = len(metainfo['classes'])
 
+__size = _base_.regionvit_sizes.demo
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        arch=dict(
-            _delete_=True,
-            embed_dim=[32, 32, 64, 128, 256],
-            num_heads=[1, 2, 4, 8],
-            depth=[1, 1, 2, 1],
-            kernel_sizes=[7, 7, 7, 7]),
-        drop_path_rate=0.0,
-        init_cfg=None),  # no ImageNet weights offline: trained from scratch
+    backbone=__size.backbone,
     decode_head=dict(
-        in_channels=[32, 64, 128, 256], channels=32, num_classes=num_classes),
-    auxiliary_head=dict(in_channels=128, channels=16, num_classes=num_classes))
+        in_channels=__size.channels, channels=32, num_classes=num_classes),
+    auxiliary_head=dict(
+        in_channels=__size.channels[2], channels=16, num_classes=num_classes))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -55,12 +49,11 @@ train_dataloader = dict(
         shapes_dataset,
         data_prefix=dict(img_path='train', seg_map_path='ann_dir/train'),
         pipeline=train_pipeline))
+# the training loader on val with the test pipeline
 val_dataloader = dict(
-    batch_size=4,
-    num_workers=1,
-    persistent_workers=True,
+    train_dataloader,
     dataset=dict(
-        shapes_dataset,
+        train_dataloader['dataset'],
         data_prefix=dict(img_path='val', seg_map_path='ann_dir/val'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader

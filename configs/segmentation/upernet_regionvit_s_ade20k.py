@@ -8,11 +8,12 @@
 #   multi-scale + flip: python tools/test.py CONFIG CKPT --tta
 #     (mmseg's test.py wraps the model in ``tta_model`` (SegTTAModel, from
 #     default_runtime) and swaps the test pipeline for ``tta_pipeline``
-#     below: ratios 0.5-1.75 of the 2048x512 test scale, each also flipped)
+#     (_base_/datasets/ade20k_tta.py): ratios 0.5-1.75 of the 2048x512 test
+#     scale, each also flipped)
 #   ADE20K server PNGs: upernet_regionvit_s_ade20k_test-format.py
 _base_ = [
     'mmseg::_base_/models/upernet_swin.py',
-    'mmseg::_base_/datasets/ade20k.py',
+    '../_base_/datasets/ade20k_tta.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
     '../_base_/regionvit.py',
@@ -28,31 +29,6 @@ model = dict(
     # with 384) are RegionViT-S's; variants override them.
     decode_head=dict(num_classes=150),
     auxiliary_head=dict(num_classes=150))
-
-# Multi-scale + flip test, relative to the single-scale test scale (the
-# classic MultiScaleFlipAug protocol). The base's tta_pipeline scales the
-# original image instead, which for ADE20K is not the 512 short side used
-# in training and single-scale testing.
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [
-                dict(
-                    type='Resize',
-                    scale=(int(2048 * r), int(512 * r)),
-                    keep_ratio=True) for r in img_ratios
-            ],
-            [
-                dict(type='RandomFlip', prob=0., direction='horizontal'),
-                dict(type='RandomFlip', prob=1., direction='horizontal')
-            ],
-            [dict(type='LoadAnnotations')],
-            [dict(type='PackSegInputs')],
-        ])
-]
 
 # batch 16 = 8 GPUs x 2 images
 train_dataloader = dict(batch_size=2)

@@ -18,25 +18,13 @@ test_dataloader = dict(
             dict(type='Resize', scale=(2048, 512), keep_ratio=True),
             dict(type='PackSegInputs'),
         ]))
-# --tta: the same pipeline with scales and flips, no annotations
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+# --tta: the scales and flips of _base_/datasets/ade20k_tta.py, without
+# annotations
 tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
     dict(
-        type='TestTimeAug',
-        transforms=[
-            [
-                dict(
-                    type='Resize',
-                    scale=(int(2048 * r), int(512 * r)),
-                    keep_ratio=True) for r in img_ratios
-            ],
-            [
-                dict(type='RandomFlip', prob=0., direction='horizontal'),
-                dict(type='RandomFlip', prob=1., direction='horizontal')
-            ],
-            [dict(type='PackSegInputs')],
-        ])
+        t,
+        transforms=[c for c in t.transforms if c[0].type != 'LoadAnnotations'])
+    if t.type == 'TestTimeAug' else t for t in _base_.tta_pipeline
 ]
 test_evaluator = dict(
     format_only=True,

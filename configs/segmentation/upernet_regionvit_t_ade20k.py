@@ -1,12 +1,8 @@
 # UPerNet RegionViT-t on ADE20K (see upernet_regionvit_s_ade20k.py);
 # drop path 0.2 for the smaller model.
 _base_ = './upernet_regionvit_s_ade20k.py'
-
+__size = _base_.regionvit_sizes.tiny
 model = dict(
-    backbone=dict(
-        arch='tiny',
-        drop_path_rate=0.2,
-        init_cfg=dict(checkpoint=_base_.regionvit_release +
-                      'RegionViT-Ti.pth')),
-    decode_head=dict(in_channels=[64, 128, 256, 512]),
-    auxiliary_head=dict(in_channels=256))
+    backbone=dict(__size.backbone, drop_path_rate=0.2),
+    decode_head=dict(in_channels=__size.channels),
+    auxiliary_head=dict(in_channels=__size.channels[2]))

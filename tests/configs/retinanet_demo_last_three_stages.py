@@ -2,18 +2,10 @@
 # (strides 8-32 for P3-P7, as in the official RetinaNet), tiny.
 _base_ = '../../configs/detection/retinanet_regionvit_t_coco.py'
 
+__size = _base_.regionvit_sizes.demo
 model = dict(
-    backbone=dict(
-        arch=dict(
-            _delete_=True,
-            embed_dim=[32, 32, 64, 128, 256],
-            num_heads=[1, 2, 4, 8],
-            depth=[1, 1, 2, 1],
-            kernel_sizes=[7, 7, 7, 7]),
-        out_indices=(1, 2, 3),
-        drop_path_rate=0.0,
-        init_cfg=None),
-    neck=dict(in_channels=[64, 128, 256], out_channels=64, start_level=0),
+    backbone=dict(__size.backbone, out_indices=(1, 2, 3)),
+    neck=dict(in_channels=__size.channels[1:], out_channels=64, start_level=0),
     bbox_head=dict(num_classes=3, in_channels=64, feat_channels=64))
 
 train_pipeline = [

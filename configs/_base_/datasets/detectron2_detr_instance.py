@@ -11,24 +11,19 @@ _base_ = './detectron2_fixed_instance.py'
 
 train_sizes = list(range(480, 897, 32))
 max_size = 1120
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(
-        type='LoadAnnotations',
-        with_bbox=True,
-        with_mask=True,
-        poly2mask=False),
+# the resize to one of train_sizes, alone or after the random crop
+__resize = dict(
+    type='RandomChoiceResize',
+    scales=train_sizes,
+    resize_type='ResizeShortestEdge',
+    max_size=max_size,
+    backend='pillow')
+# the FIXED pipeline's loading (image, boxes and polygon masks), then
+train_pipeline = _base_.train_pipeline[:2] + [
     dict(
         type='RandomChoice',
         transforms=[
-            [
-                dict(
-                    type='RandomChoiceResize',
-                    scales=train_sizes,
-                    resize_type='ResizeShortestEdge',
-                    max_size=max_size,
-                    backend='pillow'),
-            ],
+            [__resize],
             [
                 dict(
                     type='RandomChoiceResize',
@@ -40,12 +35,7 @@ train_pipeline = [
                     crop_type='absolute_range',
                     crop_size=(384, 600),
                     allow_negative_crop=True),
-                dict(
-                    type='RandomChoiceResize',
-                    scales=train_sizes,
-                    resize_type='ResizeShortestEdge',
-                    max_size=max_size,
-                    backend='pillow'),
+                __resize,
             ],
         ]),
     dict(type='RandomFlip', prob=0.5),

@@ -1,8 +1,11 @@
 # RetinaNet with FPN (P3-P7, P6 from C5) as the official detectors build it
-# with detectron2; the backbone is the detector config's.
-_base_ = 'mmdet::_base_/models/retinanet_r50_fpn.py'
+# with detectron2, on RegionViT-S with drop path 0.2 (the configs of other
+# sizes change the backbone and the FPN's in_channels).
+_base_ = ['mmdet::_base_/models/retinanet_r50_fpn.py', '../regionvit.py']
 
 model = dict(
+    backbone=dict(
+        _base_.regionvit_backbone, _delete_=True, drop_path_rate=0.2),
     # the official normalisation (see detectron2_mask-rcnn.py)
     data_preprocessor=dict(
         mean=[103.53, 116.28, 123.675],
@@ -11,6 +14,7 @@ model = dict(
     # detectron2's P7 is computed from ReLU(P6); its FPN, P6 and P7 convs
     # start from c2_xavier_fill
     neck=dict(
+        in_channels=[96, 192, 384, 768],
         relu_before_extra_convs=True,
         init_cfg=dict(type='Caffe2Xavier', layer='Conv2d')),
     # detectron2's inference (mmregionvit/models/retina_head.py,

@@ -1,10 +1,11 @@
 # The official detectors' optimizer and 1x schedule (detectron2's SOLVER
-# settings of detection/configs/*_1x.yaml): AdamW 1e-4 with detectron2's
-# weight decay groups (regionvit.py), batch 16, 90k iterations.
+# settings of detection/configs/*_1x.yaml): AdamW 1e-4, batch 16, 90k
+# iterations. The detector configs add detectron2's weight decay groups
+# (regionvit_detectron2_paramwise_cfg of regionvit.py, which the models
+# fragments inherit).
 _base_ = [
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
-    '../regionvit.py',
 ]
 optim_wrapper = dict(
     optimizer=dict(
@@ -12,8 +13,7 @@ optim_wrapper = dict(
         type='AdamW',
         lr=1e-4,
         betas=(0.9, 0.999),
-        weight_decay=0.05),
-    paramwise_cfg=_base_.regionvit_detectron2_paramwise_cfg)
+        weight_decay=0.05))
 
 # detectron2 counts iterations of a batch of 16 (SOLVER.IMS_PER_BATCH; here
 # 2 images on each of 8 GPUs): 1x is 90k iterations (SOLVER.MAX_ITER), the
