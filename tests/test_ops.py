@@ -103,11 +103,16 @@ def test_matches_autograd_under_bf16_autocast(case, x_dtype):
         torch.testing.assert_close(g, r, rtol=rtol, atol=1e-5)
 
 
+@pytest.mark.parametrize('recompute', [False, True])
 @pytest.mark.parametrize('bf16', [False, True])
-def test_norm_mlp_in_uneven_chunks_matches_autograd(monkeypatch, bf16):
+def test_norm_mlp_in_uneven_chunks_matches_autograd(monkeypatch, bf16,
+                                                    recompute):
     """Rows split 4, 4, 4, 3: per-chunk outputs and summed parameter
-    gradients equal the plain ops' on all rows at once."""
+    gradients equal the plain ops' on all rows at once, with fc1's output
+    kept or made again in the backward."""
     monkeypatch.setattr(cpu_kernels, 'MLP_CHUNK_ROWS', 4)
+    monkeypatch.setattr(cpu_kernels, 'MLP_RECOMPUTE_MAX_WIDTH',
+                        16 if recompute else 15)
     fused, plain, params, shape = CASES['norm_mlp']()
     x = torch.randn(*shape, requires_grad=True)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
@@ -134,13 +139,21 @@ def test_training_kernels_run_on_cpu_only(case):
 
 
 @pytest.mark.parametrize(
-    'case, kept, plain_kept',
+    'case, recompute_width, kept, plain_kept',
     [
-        ('norm_linear', 1, 2),  # input | input, norm output
-        ('norm_mlp', 5, 10),  # input, fc1 output | + norm and GELU outputs
-        ('norm_gelu_conv', 1, 3),  # input | input, norm and GELU outputs
+        ('norm_linear', 0, 1, 2),  # input | input, norm output
+        # input, fc1 output | + norm and GELU outputs
+        ('norm_mlp', 15, 5, 10),
+        ('norm_mlp', 16, 1, 10),  # input, fc1 output made again
+        ('norm_gelu_conv', 0, 1, 3),  # input | input, norm and GELU outputs
     ])
-def test_keeps_less_for_backward(case, kept, plain_kept):
+def test_keeps_less_for_backward(monkeypatch, case, recompute_width, kept,
+                                 plain_kept):
+    """What the kernels keep, in activations of the input's size; the MLP
+    (16 wide) keeps fc1's output unless it is at most
+    ``MLP_RECOMPUTE_MAX_WIDTH`` wide."""
+    monkeypatch.setattr(cpu_kernels, 'MLP_RECOMPUTE_MAX_WIDTH',
+                        recompute_width)
     fused, plain, params, shape = CASES[case]()
     x = torch.randn(64, *shape[1:], requires_grad=True)
     weights = sum(p.numel() * p.element_size() for p in params)

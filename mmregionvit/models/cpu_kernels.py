@@ -43,6 +43,12 @@ _BF16_COPIES: Dict[int, Tuple[weakref.ref, int, Tensor]] = {}
 # then stay small (cache-sized, and below malloc's mmap threshold, so they
 # are not page-faulted in afresh each time).
 MLP_CHUNK_ROWS = 2048
+# MLPs at most this wide recompute their hidden layer in the backward
+# instead of keeping it: it is the largest tensor a block keeps (4 values
+# per channel and token), and for narrow layers the GEMM that remakes it is
+# cheap (4C multiply-adds per value kept). In RegionViT that is the first
+# two stages, which hold most of the tokens and few of the FLOPs.
+MLP_RECOMPUTE_MAX_WIDTH = 256
 # Attention-matrix elements recomputed at a time in the backward.
 ATTENTION_BACKWARD_CHUNK = 1 << 20
 
@@ -117,8 +123,10 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
 
 class NormMlp(torch.autograd.Function):
     """``fc2(gelu(fc1(layer_norm(x))))``, keeping ``x``, the statistics and
-    ``fc1``'s output (5 instead of 10 values per channel). Both passes run
-    in chunks of rows, so only the kept tensors and the result are large."""
+    ``fc1``'s output (5 instead of 10 values per channel), or for MLPs at
+    most ``MLP_RECOMPUTE_MAX_WIDTH`` wide only ``x`` and the statistics
+    (``fc1``'s output is made again in the backward). Both passes run in
+    chunks of rows, so only the kept tensors and the result are large."""
 
     @staticmethod
     def forward(ctx, x: Tensor, eps: float, ln_w: Tensor, ln_b: Tensor,
@@ -128,23 +136,30 @@ class NormMlp(torch.autograd.Function):
         rows, dtype = x2.shape[0], _compute_dtype(x)
         mean = x2.new_empty(rows, 1, dtype=torch.float32)
         rstd = torch.empty_like(mean)
-        h = x2.new_empty(rows, w1.shape[0], dtype=dtype)
+        recompute = c <= MLP_RECOMPUTE_MAX_WIDTH
+        # fc1's output: all of it, or one chunk at a time
+        h = x2.new_empty(
+            min(rows, MLP_CHUNK_ROWS) if recompute else rows,
+            w1.shape[0],
+            dtype=dtype)
         out = x2.new_empty(rows, w2.shape[0], dtype=dtype)
         # autocast's casts, made here: out= ops are not autocast
         w1c, b1c, w2c, b2c = (t.to(dtype) for t in (w1, b1, w2, b2))
         step = MLP_CHUNK_ROWS
         for i in range(0, rows, step):
             r = slice(i, i + step)
+            hr = h[:min(step, rows - i)] if recompute else h[r]
             u, mean[r], rstd[r] = torch.native_layer_norm(
                 x2[r], (c, ), ln_w, ln_b, eps)
-            torch.addmm(b1c, u.to(dtype), w1c.t(), out=h[r])
-            torch.addmm(b2c, F.gelu(h[r]), w2c.t(), out=out[r])
-        ctx.save_for_backward(x, mean, rstd, h, ln_w, ln_b, w1, w2)
+            torch.addmm(b1c, u.to(dtype), w1c.t(), out=hr)
+            torch.addmm(b2c, F.gelu(hr), w2c.t(), out=out[r])
+        ctx.save_for_backward(x, mean, rstd, None if recompute else h, ln_w,
+                              ln_b, w1, b1, w2)
         return out.view(*x.shape[:-1], -1)
 
     @staticmethod
     def backward(ctx, dy: Tensor) -> Tuple[Tensor, ...]:
-        x, mean, rstd, h, ln_w, ln_b, w1, w2 = ctx.saved_tensors
+        x, mean, rstd, h, ln_w, ln_b, w1, b1, w2 = ctx.saved_tensors
         c = x.shape[-1]
         x2, dy2 = x.reshape(-1, c), dy.reshape(-1, dy.shape[-1])
         dx = torch.empty_like(x2)
@@ -157,12 +172,16 @@ class NormMlp(torch.autograd.Function):
             torch.zeros_like(w2),
             w2.new_zeros(w2.shape[0])
         ]
+        # fc1 as the forward computed it (dy's dtype is its compute dtype)
+        w1c, b1c = w1.to(dy.dtype).t(), b1.to(dy.dtype)
         step = MLP_CHUNK_ROWS
         for i in range(0, x2.shape[0], step):
             r = slice(i, i + step)
-            dg, dw2, db2 = _linear_grads(dy2[r], F.gelu(h[r]), w2)
-            dh = torch.ops.aten.gelu_backward(dg, h[r])
             u = _norm(x2[r], mean[r], rstd[r], ln_w, ln_b)
+            hr = h[r] if h is not None else torch.addmm(
+                b1c, u.to(dy.dtype), w1c)
+            dg, dw2, db2 = _linear_grads(dy2[r], F.gelu(hr), w2)
+            dh = torch.ops.aten.gelu_backward(dg, hr)
             du, dw1, db1 = _linear_grads(dh, u, w1)
             dx[r], dln_w, dln_b = _layer_norm_backward(
                 du.to(x.dtype), x2[r], (c, ), mean[r], rstd[r], ln_w, ln_b,
