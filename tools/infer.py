@@ -26,8 +26,9 @@ from typing import List
 import cv2
 
 import mmregionvit  # noqa: F401
-from mmregionvit.deploy.runtime import (BACKENDS, ExportedShapeError,
-                                        check_backend_file,
+from mmregionvit.deploy.runtime import (BACKENDS, OPENVINO_PRECISIONS,
+                                        PRECISION_HELP, ExportedShapeError,
+                                        check_backend, check_backend_file,
                                         check_pipeline_size, use_backend,
                                         use_dataset_metainfo)
 from mmregionvit.models.checkpoint import read_state_dict
@@ -58,7 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--backend',
         choices=['pytorch', *BACKENDS],
         default='pytorch',
-        help='onnxruntime: run an exported .onnx file')
+        help='onnxruntime, openvino: run an exported .onnx file')
+    parser.add_argument(
+        '--precision', choices=list(OPENVINO_PRECISIONS), help=PRECISION_HELP)
     return parser.parse_args(argv)
 
 
@@ -120,6 +123,7 @@ def main(argv=None) -> int:
         if missing:
             raise FileNotFoundError(f'not found: {", ".join(missing)}')
         check_backend_file(args.checkpoint, args.backend)
+        check_backend(args.backend, args.precision)
         cfg = load_config(args.config)
         check_channels(cfg.model)
         if args.backend == 'pytorch':  # the file holds weights at all
@@ -138,7 +142,7 @@ def main(argv=None) -> int:
         try:
             exported = use_backend(
                 inferencer_model(inferencer), args.checkpoint,
-                cfg.default_scope, args.backend)
+                cfg.default_scope, args.backend, args.precision)
             check_pipeline_size(exported, cfg)
         except ValueError as e:
             print(f'error: {e}', file=sys.stderr)
