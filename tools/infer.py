@@ -3,13 +3,16 @@
     python tools/infer.py CONFIG CHECKPOINT demo.jpg [more images or a folder]
         [--out-dir outputs] [--score-thr 0.3] [--device cpu]
     python tools/infer.py CONFIG MODEL.onnx demo.jpg --backend onnxruntime
+    python tools/infer.py CONFIG MODEL.onnx demo.jpg --backend openvino
+        [--precision fp32]
 
-With ``--backend onnxruntime``, CHECKPOINT is a file exported from CONFIG
-by tools/export_onnx.py: onnxruntime runs the network, the config's own
-preprocessing and post-processing run around it, and the outputs are
-written as for the PyTorch model, with the class names, colours and
-skeleton of the config's dataset. A file exported at a fixed size stops
-the run with one line at the first image of another size.
+With ``--backend onnxruntime`` (or ``openvino``), CHECKPOINT is a file
+exported from CONFIG by tools/export_onnx.py: the backend runs the
+network, the config's own preprocessing and post-processing run around
+it, and the outputs are written as for the PyTorch model, with the class
+names, colours and skeleton of the config's dataset. A file exported at a
+fixed size stops the run with one line at the first image of another
+size.
 
 Detection configs draw boxes and masks, segmentation configs the label
 map, keypoint configs the skeletons (whole image as the person box). The

@@ -6,6 +6,7 @@ for a benchmark server.
     python tools/test.py CONFIG CHECKPOINT --format-only work_dirs/results
     # a file exported from CONFIG by tools/export_onnx.py, the same way:
     python tools/test.py CONFIG MODEL.onnx --backend onnxruntime
+    python tools/test.py CONFIG MODEL.onnx --backend openvino --precision fp32
 """
 import argparse
 import os
