@@ -113,7 +113,9 @@ def as_tensors(pred: dict) -> dict:
 @pytest.mark.slow
 def test_infer_fp32_writes_pytorchs_predictions(detector, tmp_path):
     """At fp32, the same detections in the same order as the weights give,
-    scores and boxes within the onnxruntime bounds."""
+    scores and boxes within the onnxruntime bounds, and the same masks
+    (up to 0.1% of their pixels, as onnxruntime's)."""
+    from pycocotools import mask as mask_utils
     ref = infer_preds(detector, detector.weights, tmp_path / 'pytorch')
     got = infer_preds(detector, detector.file, tmp_path / 'openvino',
                       '--backend', 'openvino', '--precision', 'fp32')
@@ -121,6 +123,9 @@ def test_infer_fp32_writes_pytorchs_predictions(detector, tmp_path):
     for r, g in zip(ref, got):
         assert len(r['labels']) > 0
         assert g['labels'] == r['labels']
+        assert g.keys() == r.keys() == {'labels', 'scores', 'bboxes', 'masks'}
+        masks = [mask_utils.decode(p['masks']) for p in (r, g)]
+        assert (masks[0] != masks[1]).mean() <= 1e-3
         r, g = as_tensors(r), as_tensors(g)
         check_close('onnx_score', g['scores'], r['scores'], 'scores')
         check_close('onnx_box', g['bboxes'], r['bboxes'], 'boxes')
