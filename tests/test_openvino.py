@@ -40,7 +40,7 @@ def test_backbone_tensors_at_each_precision(tmp_path):
     """The backbone file in OpenVINO: fp32 within ``onnx_tensor`` of
     PyTorch at a size and batch it was not traced at, bf16 within
     ``openvino_bf16_tensor`` (relative L2); the precision asked for is
-    the one compiled."""
+    the one compiled, and without one OpenVINO's default."""
     ov = pytest.importorskip('openvino')
     model = RegionViT(arch=TINY)
     model.init_weights()
@@ -52,11 +52,16 @@ def test_backbone_tensors_at_each_precision(tmp_path):
     x = torch.randn(2, 3, 100, 150)
     with torch.no_grad():
         ref = model(x)
+    hint = 'INFERENCE_PRECISION_HINT'
+    assert OpenVinoModel(str(path)).compiled.get_property(hint) == \
+        ov.Core().get_property('CPU', hint)
     precisions = ['fp32'] + (['bf16'] if bf16_capable() else [])
     for precision in precisions:
         exported = OpenVinoModel(str(path), precision)
-        hint = exported.compiled.get_property('INFERENCE_PRECISION_HINT')
-        assert hint == {'fp32': ov.Type.f32, 'bf16': ov.Type.bf16}[precision]
+        assert exported.compiled.get_property(hint) == {
+            'fp32': ov.Type.f32,
+            'bf16': ov.Type.bf16
+        }[precision]
         outs = exported(x)
         assert len(outs) == len(ref)
         for i, (out, r) in enumerate(zip(outs, ref)):
@@ -70,8 +75,9 @@ def test_backbone_tensors_at_each_precision(tmp_path):
 @pytest.fixture(scope='module')
 def detector(tmp_path_factory):
     """The demo detector with its initial weights, keeping every detection
-    (a config file), its weights, its file exported at 96x96 (dynamic)
-    and the data."""
+    (a config file), its weights, its file exported at 96x96 (dynamic),
+    the data, and the predictions tools/infer.py writes with the
+    weights."""
     pytest.importorskip('openvino')
     tmp = tmp_path_factory.mktemp('openvino')
     data = tiny_shapes(tmp / 'shapes')
@@ -88,8 +94,10 @@ def detector(tmp_path_factory):
     config.write_text(
         f'_base_ = {DEMO_DET!r}\n'
         'model = dict(test_cfg=dict(rcnn=dict(score_thr=0.0)))\n')
-    return SimpleNamespace(
+    found = SimpleNamespace(
         config=str(config), weights=weights, file=exported, data=data)
+    found.pytorch = infer_preds(found, weights, tmp / 'pytorch')
+    return found
 
 
 def infer_preds(detector, model, out: Path, *backend) -> list:
@@ -116,7 +124,7 @@ def test_infer_fp32_writes_pytorchs_predictions(detector, tmp_path):
     scores and boxes within the onnxruntime bounds, and the same masks
     (up to 0.1% of their pixels, as onnxruntime's)."""
     from pycocotools import mask as mask_utils
-    ref = infer_preds(detector, detector.weights, tmp_path / 'pytorch')
+    ref = detector.pytorch
     got = infer_preds(detector, detector.file, tmp_path / 'openvino',
                       '--backend', 'openvino', '--precision', 'fp32')
     assert len(ref) == len(got) == 4
@@ -133,16 +141,16 @@ def test_infer_fp32_writes_pytorchs_predictions(detector, tmp_path):
 
 @pytest.mark.slow
 def test_infer_bf16_within_bf16_bounds(detector, tmp_path):
-    """At bf16 (OpenVINO's default on this CPU where it has bf16
-    instructions), nearly all of PyTorch's detections have their
-    counterpart (same label, box within 1 px: NMS keeps no two so close),
-    within ``openvino_bf16_score`` and ``openvino_bf16_box``; near-ties
-    among the untrained detector's scores may let another candidate
-    through, at most ``openvino_bf16_unmatched`` of them."""
+    """At bf16 (OpenVINO's default on CPUs with bf16 instructions),
+    nearly all of PyTorch's detections have their counterpart (same label,
+    box within 1 px: NMS keeps no two so close), within
+    ``openvino_bf16_score`` and ``openvino_bf16_box``; near-ties among the
+    untrained detector's scores may let another candidate through, at
+    most ``openvino_bf16_unmatched`` of them."""
     if not bf16_capable():
         pytest.skip('the CPU has no bf16 instructions for OpenVINO')
     from mmregionvit.deploy.export import match_detections
-    ref = infer_preds(detector, detector.weights, tmp_path / 'pytorch')
+    ref = detector.pytorch
     got = infer_preds(detector, detector.file, tmp_path / 'openvino',
                       '--backend', 'openvino', '--precision', 'bf16')
     for i, (r, g) in enumerate(zip(ref, got)):
