@@ -207,10 +207,12 @@ def model_workload(path: Path,
 
 def onnx_workloads(args: argparse.Namespace,
                    config: Optional[Path]) -> List[Workload]:
-    """PyTorch eager (A) and onnxruntime (B) computing the same thing on the
-    same input: the backbone, or what tools/export_onnx.py exports of a
-    model (a detector end to end, NMS included; a segmentor's logits; a
-    pose model's heatmaps), the file exported with dynamic sizes."""
+    """PyTorch eager (A) and onnxruntime, or OpenVINO with
+    ``--compare-openvino`` (B), computing the same thing on the same input:
+    the backbone, or what tools/export_onnx.py exports of a model (a
+    detector end to end, NMS included; a segmentor's logits; a pose model's
+    heatmaps), the file exported with dynamic sizes. With ``--dtype bf16``
+    (OpenVINO only), A runs under bf16 autocast and B at bf16."""
     from mmengine.registry import MODELS, init_default_scope
 
     from mmregionvit.deploy import export as onnx_export
