@@ -143,7 +143,13 @@ class OpenVinoModel(BackendModel):
 
     def __init__(self, path: str, precision: Optional[str] = None) -> None:
         super().__init__(path)
-        self.compiled = openvino_model(path, precision)
+        try:
+            self.compiled = openvino_model(path, precision)
+        except RuntimeError as e:  # its last line names the failing node
+            at = f' at {precision}' if precision else ''
+            reason = str(e).strip().splitlines()[-1]
+            raise ValueError(
+                f'OpenVINO cannot compile {path}{at}: {reason}') from e
         self.outputs = [o.get_any_name() for o in self.compiled.outputs]
         (image, ) = [
             i for i in self.compiled.inputs if i.get_any_name() == INPUT
