@@ -44,7 +44,9 @@ BOUNDS = {
     'onnx_box': 5e-3,
     # OpenVINO at bf16 (its default on CPUs with bf16 instructions)
     # against PyTorch at fp32, same weights (slow tier; OpenVINO at fp32
-    # keeps the onnx_* bounds), measured with AVX512-BF16: backbone
+    # keeps the onnx_* bounds), measured with AVX512-BF16, native kernels,
+    # 1 and 2 threads (OpenVINO does not run under the other settings'
+    # ONEDNN_MAX_CPU_ISA, tests/test_openvino.py skips there): backbone
     # outputs, relative L2, 6.4e-3 (the bound is autocast's 2%); the
     # untrained demo detector's detections paired with PyTorch's (same
     # label, box within 1 px), scores 2.9e-3, boxes 5.2e-3 px; its share
