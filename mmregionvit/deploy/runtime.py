@@ -145,7 +145,7 @@ class OpenVinoModel(BackendModel):
         super().__init__(path)
         try:
             self.compiled = openvino_model(path, precision)
-        except RuntimeError as e:  # its last line names the failing node
+        except RuntimeError as e:  # its last line says why
             at = f' at {precision}' if precision else ''
             reason = str(e).strip().splitlines()[-1]
             raise ValueError(
