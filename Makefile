@@ -55,11 +55,12 @@ format: $(STAMP)
 test: lint
 	$(PY) -m pytest tests
 
-# The equality tests (official outputs, detectron2, ONNX, timm): their bounds
-# come from noise measured over instruction sets (tests/tolerances.py)
+# The equality tests (official outputs, detectron2, ONNX, OpenVINO, timm):
+# their bounds come from noise measured over instruction sets
+# (tests/tolerances.py)
 EQUALITY_TESTS := tests/test_backbone_golden.py tests/test_timm.py \
 	tests/test_convert_tool.py tests/test_detectron2_convert.py \
-	tests/test_onnx_export.py tests/test_attention.py
+	tests/test_onnx_export.py tests/test_attention.py tests/test_openvino.py
 
 # The equality tests again with AVX2 kernels, as another x86 CPU computes
 test-avx2: $(STAMP)

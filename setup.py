@@ -44,8 +44,10 @@ setup(
         'seg': ['mmsegmentation>=1.2.2,<1.3'],
         'pose':
         ['mmpose>=1.3.2,<1.4', 'xtcocotools', 'json_tricks', 'munkres'],
-        # tools/export_onnx.py, tools/infer.py --backend onnxruntime
-        'deploy': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript'],
+        # tools/export_onnx.py, tools/infer.py --backend onnxruntime or
+        # openvino
+        'deploy':
+        ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript', 'openvino>=2024.0'],
     },
     zip_safe=False,
 )

@@ -299,6 +299,9 @@ def test_resolve_package_config():
     (['backbone', '--compare-onnx', '--task', 'train'
       ], 'fp32 inference on the CPU'),
     (['backbone', '--compare-onnx', '--compare-fused'], 'use one of them'),
+    (['backbone', '--compare-openvino', '--dtype', 'fp16'
+      ], 'fp32 or bf16 inference on the CPU'),
+    (['backbone', '--compare-openvino', '--compare-onnx'], 'use one of them'),
     ([
         'model', 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
         '--compare-fused'
@@ -473,27 +476,41 @@ def test_model_mode_segmentation_and_keypoints(config, size, library, task,
                for n in work['notes'])
 
 
+# runtime: its comparison, its workload's name, the options it is run with
+RUNTIMES = {
+    'onnxruntime': ('onnx', 'onnxruntime', []),
+    'openvino': ('openvino', 'OpenVINO', ['--dtype', 'bf16']),
+}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize('runtime', sorted(RUNTIMES))
 @pytest.mark.parametrize('mode', ['backbone', 'model'])
-def test_compare_onnx(mode, tmp_path):
-    """PyTorch eager (A) against onnxruntime (B) on the same input: the
-    backbone, or a detector end to end."""
-    pytest.importorskip('onnxruntime')
+def test_compare_onnx(mode, runtime, tmp_path):
+    """PyTorch eager (A) against onnxruntime or OpenVINO (B, at bf16 with
+    PyTorch under bf16 autocast) on the same input: the backbone, or a
+    detector end to end."""
+    pytest.importorskip(runtime)
+    flag, label, extra = RUNTIMES[runtime]
     out = tmp_path / 'report.json'
     args = ['backbone', '--arch', 'tiny'
             ] if mode == 'backbone' else ['model', MASKRCNN]
     options = [] if mode == 'backbone' else ['--cfg-options', *MINI_MASKRCNN]
     bench([
-        *args, '--compare-onnx', '--input-size', '64', '96', '--repeat', '2',
-        '--json',
-        str(out), *FAST, *options
+        *args, f'--compare-{flag}', '--input-size', '64', '96', '--repeat',
+        '2', '--json',
+        str(out), *FAST, *extra, *options
     ])
     report = json.loads(out.read_text())
-    assert report['compare_onnx']
+    assert report[f'compare_{flag}']
     names = [w['name'] for w in report['workloads']]
     stem = 'RegionViT-tiny' if mode == 'backbone' \
         else 'maskrcnn_regionvit_s_coco'
-    assert names == [f'{stem} eager', f'{stem} onnxruntime']
+    assert names == [f'{stem} eager', f'{stem} {label}']
+    if runtime == 'openvino':
+        assert report['dtype'] == 'bf16'
+        assert 'bf16 inference precision' in ' '.join(
+            report['workloads'][1]['notes'])
     for work in report['workloads']:
         check_workload(work, repeat=2)
     assert report['workloads'][0]['gmacs'] == report['workloads'][1]['gmacs']

@@ -176,12 +176,14 @@ def predictions_as_truth(task: str, data: str, dump: Path, out: Path) -> str:
 def test_exported_model_metrics_are_pytorchs(task, data, tmp_path,
                                              monkeypatch):
     """The same metric table (within 0.001) and the same predictions
-    (--out) from the exported file as from the weights it came from; the
+    (--out) from the exported file in onnxruntime and in OpenVINO (fp32)
+    as from the weights it came from; the
     pose file is fixed to one 96x96 crop, and the tool feeds the batches
     of 4 image by image. The untrained detector and pose model score 0 on
     the real annotations: they are scored against their own predictions
     (PyTorch's AP then far from 0)."""
     pytest.importorskip('onnxruntime')
+    pytest.importorskip('openvino')
     config, export_options, keys = TASKS[task]
     options = task_options(task, data)
     weights = tmp_path / 'weights.pth'
@@ -193,9 +195,9 @@ def test_exported_model_metrics_are_pytorchs(task, data, tmp_path,
         str(exported), *export_options, '--cfg-options', *as_cli(options)
     ]) == 0
 
-    def evaluate(backend, model, name):
+    def evaluate(backend, model, name, *extra):
         return run_test_tool(monkeypatch, config, model, '--backend', backend,
-                             '--work-dir', tmp_path / name, '--out',
+                             *extra, '--work-dir', tmp_path / name, '--out',
                              tmp_path / f'{name}.pkl', '--cfg-options',
                              *as_cli(options))
 
@@ -204,19 +206,21 @@ def test_exported_model_metrics_are_pytorchs(task, data, tmp_path,
         truth = predictions_as_truth(task, data, tmp_path / 'truth.pkl',
                                      tmp_path)
         options.update({'test_evaluator.ann_file': truth})
+    runs = [('pytorch', weights), ('onnxruntime', exported),
+            ('openvino', exported, '--precision', 'fp32')]
     metrics = {
-        backend: evaluate(backend, model, backend)
-        for backend, model in (('pytorch', weights), ('onnxruntime', exported))
+        backend: evaluate(backend, model, backend, *extra)
+        for backend, model, *extra in runs
     }
     assert metrics['pytorch'][keys[0]] >= (0.5 if task == 'det' else
                                            0.9 if task == 'pose' else 15.0)
-    for key in keys:
-        assert abs(metrics['onnxruntime'][key] -
-                   metrics['pytorch'][key]) <= 1e-3, key
-    ref, got = (
-        pickle.loads((tmp_path / f'{b}.pkl').read_bytes())
-        for b in ('pytorch', 'onnxruntime'))
-    same_predictions(task, ref, got)
+    ref = pickle.loads((tmp_path / 'pytorch.pkl').read_bytes())
+    for backend in ('onnxruntime', 'openvino'):
+        for key in keys:
+            assert abs(metrics[backend][key] -
+                       metrics['pytorch'][key]) <= 1e-3, (backend, key)
+        got = pickle.loads((tmp_path / f'{backend}.pkl').read_bytes())
+        same_predictions(task, ref, got)
     if task == 'det':
         prefix = tmp_path / 'server' / 'results'
         assert load_tool('test').main([

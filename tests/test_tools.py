@@ -336,7 +336,8 @@ def test_export_tool_and_infer_with_onnxruntime(trained, tmp_path, capsys):
          str(image), '--backend', 'onnxruntime']) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f'error: {onnx_file} is an ONNX file: add --backend onnxruntime.',
+        f'error: {onnx_file} is an ONNX file: add --backend onnxruntime '
+        'or --backend openvino.',
         f'error: --backend onnxruntime runs an exported .onnx file, got '
         f'{checkpoint}; export one with tools/export_onnx.py model CONFIG.'
     ]

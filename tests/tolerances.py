@@ -42,6 +42,20 @@ BOUNDS = {
     'onnx_tensor': 2e-4,
     'onnx_score': 1e-4,
     'onnx_box': 5e-3,
+    # OpenVINO at bf16 (its default on CPUs with bf16 instructions)
+    # against PyTorch at fp32, same weights (slow tier; OpenVINO at fp32
+    # keeps the onnx_* bounds), measured with AVX512-BF16, native kernels,
+    # 1 and 2 threads (OpenVINO does not run under the other settings'
+    # ONEDNN_MAX_CPU_ISA, tests/test_openvino.py skips there): backbone
+    # outputs, relative L2, 6.4e-3 (the bound is autocast's 2%); the
+    # untrained demo detector's detections paired with PyTorch's (same
+    # label, box within 1 px), scores 2.9e-3, boxes 5.2e-3 px; its share
+    # of PyTorch's detections without a counterpart (near-tied scores let
+    # another candidate through NMS), 0.06 (margin 3x)
+    'openvino_bf16_tensor': 2e-2,
+    'openvino_bf16_score': 2e-2,
+    'openvino_bf16_box': 5e-2,
+    'openvino_bf16_unmatched': 0.2,
     # our fast paths (fused kernels, chunks, compile, tracing) against the
     # reference path: outputs, noise 4.8e-6; gradients, noise 6e-8
     'fast_path': 5e-5,

@@ -11,6 +11,8 @@ Examples::
     python tools/benchmark.py backbone --arch small --compare-onnx
     python tools/benchmark.py model --compare-onnx \
         configs/detection/retinanet_regionvit_s_coco.py
+    python tools/benchmark.py backbone --arch small --compare-openvino \
+        --dtype bf16
     python tools/benchmark.py backbone --arch small --baseline HEAD~1
     python tools/benchmark.py backbone --arch small --dtype bf16 \
         --gemm-size 4096 --compare-official ../RegionViT
@@ -82,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         help='time PyTorch eager (A) against onnxruntime running the '
         'exported file (B), alternating in one process (CPU, fp32 '
         'inference)')
+    common.add_argument(
+        '--compare-openvino',
+        action='store_true',
+        help='time PyTorch eager (A) against OpenVINO running the exported '
+        'file (B), alternating in one process (CPU inference; OpenVINO at '
+        'the --dtype, fp32 or bf16, PyTorch eager then under autocast)')
     common.add_argument(
         '--freezing',
         action='store_true',

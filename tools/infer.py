@@ -3,13 +3,16 @@
     python tools/infer.py CONFIG CHECKPOINT demo.jpg [more images or a folder]
         [--out-dir outputs] [--score-thr 0.3] [--device cpu]
     python tools/infer.py CONFIG MODEL.onnx demo.jpg --backend onnxruntime
+    python tools/infer.py CONFIG MODEL.onnx demo.jpg --backend openvino
+        [--precision fp32]
 
-With ``--backend onnxruntime``, CHECKPOINT is a file exported from CONFIG
-by tools/export_onnx.py: onnxruntime runs the network, the config's own
-preprocessing and post-processing run around it, and the outputs are
-written as for the PyTorch model, with the class names, colours and
-skeleton of the config's dataset. A file exported at a fixed size stops
-the run with one line at the first image of another size.
+With ``--backend onnxruntime`` (or ``openvino``), CHECKPOINT is a file
+exported from CONFIG by tools/export_onnx.py: the backend runs the
+network, the config's own preprocessing and post-processing run around
+it, and the outputs are written as for the PyTorch model, with the class
+names, colours and skeleton of the config's dataset. A file exported at a
+fixed size stops the run with one line at the first image of another
+size.
 
 Detection configs draw boxes and masks, segmentation configs the label
 map, keypoint configs the skeletons (whole image as the person box). The
@@ -26,8 +29,9 @@ from typing import List
 import cv2
 
 import mmregionvit  # noqa: F401
-from mmregionvit.deploy.runtime import (BACKENDS, ExportedShapeError,
-                                        check_backend_file,
+from mmregionvit.deploy.runtime import (BACKENDS, OPENVINO_PRECISIONS,
+                                        PRECISION_HELP, ExportedShapeError,
+                                        check_backend, check_backend_file,
                                         check_pipeline_size, use_backend,
                                         use_dataset_metainfo)
 from mmregionvit.models.checkpoint import read_state_dict
@@ -58,7 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--backend',
         choices=['pytorch', *BACKENDS],
         default='pytorch',
-        help='onnxruntime: run an exported .onnx file')
+        help='onnxruntime, openvino: run an exported .onnx file')
+    parser.add_argument(
+        '--precision', choices=list(OPENVINO_PRECISIONS), help=PRECISION_HELP)
     return parser.parse_args(argv)
 
 
@@ -120,6 +126,7 @@ def main(argv=None) -> int:
         if missing:
             raise FileNotFoundError(f'not found: {", ".join(missing)}')
         check_backend_file(args.checkpoint, args.backend)
+        check_backend(args.backend, args.precision)
         cfg = load_config(args.config)
         check_channels(cfg.model)
         if args.backend == 'pytorch':  # the file holds weights at all
@@ -138,7 +145,7 @@ def main(argv=None) -> int:
         try:
             exported = use_backend(
                 inferencer_model(inferencer), args.checkpoint,
-                cfg.default_scope, args.backend)
+                cfg.default_scope, args.backend, args.precision)
             check_pipeline_size(exported, cfg)
         except ValueError as e:
             print(f'error: {e}', file=sys.stderr)

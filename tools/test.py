@@ -6,19 +6,22 @@ for a benchmark server.
     python tools/test.py CONFIG CHECKPOINT --format-only work_dirs/results
     # a file exported from CONFIG by tools/export_onnx.py, the same way:
     python tools/test.py CONFIG MODEL.onnx --backend onnxruntime
+    python tools/test.py CONFIG MODEL.onnx --backend openvino --precision fp32
 """
 import argparse
 import os
 import os.path as osp
 import sys
+from typing import Optional
 
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
 from mmregionvit.datasets.bad_samples import EVAL_FLAG, BadSampleError
-from mmregionvit.deploy.runtime import (BACKENDS, ExportedShapeError,
-                                        check_backend_file,
+from mmregionvit.deploy.runtime import (BACKENDS, OPENVINO_PRECISIONS,
+                                        PRECISION_HELP, ExportedShapeError,
+                                        check_backend, check_backend_file,
                                         check_pipeline_size, use_backend)
 from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import load_config
@@ -38,7 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--backend',
         choices=['pytorch', *BACKENDS],
         default='pytorch',
-        help='onnxruntime: evaluate an exported .onnx file')
+        help='onnxruntime, openvino: evaluate an exported .onnx file')
+    parser.add_argument(
+        '--precision', choices=list(OPENVINO_PRECISIONS), help=PRECISION_HELP)
     parser.add_argument(
         '--out', help='also save the raw predictions in this .pkl file')
     parser.add_argument('--work-dir', help='where logs and metrics go')
@@ -105,13 +110,17 @@ def dump_results(runner: Runner, scope: str, path: str) -> None:
     runner.test_evaluator.metrics.append(Dump(out_file_path=path))
 
 
-def run_exported(runner: Runner, cfg, path: str, backend: str) -> None:
+def run_exported(runner: Runner,
+                 cfg,
+                 path: str,
+                 backend: str,
+                 precision: Optional[str] = None) -> None:
     """Let the runner's model run its network from the exported ``path``;
     ``ValueError`` for a file of another task, or of a fixed size the test
     pipeline does not make."""
     model = getattr(runner.model, 'module', runner.model)  # TTA, DDP
     check_pipeline_size(
-        use_backend(model, path, cfg.default_scope, backend), cfg)
+        use_backend(model, path, cfg.default_scope, backend, precision), cfg)
 
 
 def enable_show(cfg, show_dir: str) -> None:
@@ -137,6 +146,7 @@ def main(argv=None) -> int:
             raise FileNotFoundError(f'checkpoint {args.checkpoint} does not '
                                     'exist.')
         check_backend_file(args.checkpoint, args.backend)
+        check_backend(args.backend, args.precision)
         if args.backend == 'pytorch':  # the file holds weights at all
             read_state_dict(args.checkpoint, mmap=True)
         if args.out and not args.out.endswith(('.pkl', '.pickle')):
@@ -168,7 +178,8 @@ def main(argv=None) -> int:
         dump_results(runner, cfg.default_scope, args.out)
     try:
         if args.backend != 'pytorch':
-            run_exported(runner, cfg, args.checkpoint, args.backend)
+            run_exported(runner, cfg, args.checkpoint, args.backend,
+                         args.precision)
     except ValueError as e:  # another task's file, another fixed size
         print(f'error: {e}', file=sys.stderr)
         return 2

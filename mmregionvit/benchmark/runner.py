@@ -2,6 +2,7 @@
 of its arguments, the GEMM reference before and after, the workloads timed
 alternating, the report."""
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -52,8 +53,8 @@ def check_args(args: argparse.Namespace) -> Tuple[torch.device, List[Path]]:
     comparisons = [
         f'--{k.replace("_", "-")}'
         for k in ('compare', 'compare_compile', 'compare_fused', 'baseline',
-                  'compare_timm', 'compare_onnx', 'compare_official')
-        if getattr(args, k, None)
+                  'compare_timm', 'compare_onnx', 'compare_openvino',
+                  'compare_official') if getattr(args, k, None)
     ]
     if getattr(args, 'official', None) and comparisons:
         raise UsageError('--official times the official backbone alone: '
@@ -90,6 +91,8 @@ def check_args(args: argparse.Namespace) -> Tuple[torch.device, List[Path]]:
                          'backbone has no gradient checkpointing and always '
                          'materialises attention; drop --with-cp and '
                          '--attention')
+    if args.compare_openvino:
+        check_openvino_comparison(args, compiling)
     if args.mode == 'backbone':
         if args.compare_timm and not timm.is_model(args.compare_timm):
             raise UsageError(
@@ -120,6 +123,21 @@ def check_args(args: argparse.Namespace) -> Tuple[torch.device, List[Path]]:
     return torch.device(args.device), paths
 
 
+def check_openvino_comparison(args: argparse.Namespace,
+                              compiling: bool) -> None:
+    """:class:`UsageError` unless ``--compare-openvino`` can run as asked:
+    CPU inference at fp32 or bf16, OpenVINO installed."""
+    if (args.device != 'cpu' or compiling or args.task != 'inference'
+            or args.dtype == 'fp16' or args.with_cp):
+        raise UsageError(
+            '--compare-openvino times fp32 or bf16 inference on the CPU: '
+            'drop --device cuda, --compile, --task train, --dtype fp16 and '
+            '--with-cp')
+    if importlib.util.find_spec('openvino') is None:
+        raise UsageError('--compare-openvino: openvino not installed: pip '
+                         'install -r requirements/deploy.txt')
+
+
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Check ``args``, time what they ask for, print the report and write
     it to ``args.json`` if given; return it."""
@@ -145,7 +163,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 workloads.append(
                     backbone_workload(args, device, **variant) if path is
                     None else model_workload(path, args, device, **variant))
-        if args.compare_onnx:
+        if args.compare_onnx or args.compare_openvino:
             torch.manual_seed(0)
             workloads = onnx_workloads(args, configs[0] if configs else None)
     except ValueError as e:

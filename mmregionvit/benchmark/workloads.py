@@ -1,5 +1,6 @@
 """What a benchmark times: a backbone, a timm model's feature maps, an
-OpenMMLab model from its config, or the same model in onnxruntime."""
+OpenMMLab model from its config, or the same model in onnxruntime or
+OpenVINO."""
 import argparse
 import importlib.util
 import logging
@@ -207,10 +208,12 @@ def model_workload(path: Path,
 
 def onnx_workloads(args: argparse.Namespace,
                    config: Optional[Path]) -> List[Workload]:
-    """PyTorch eager (A) and onnxruntime (B) computing the same thing on the
-    same input: the backbone, or what tools/export_onnx.py exports of a
-    model (a detector end to end, NMS included; a segmentor's logits; a
-    pose model's heatmaps), the file exported with dynamic sizes."""
+    """PyTorch eager (A) and onnxruntime, or OpenVINO with
+    ``--compare-openvino`` (B), computing the same thing on the same input:
+    the backbone, or what tools/export_onnx.py exports of a model (a
+    detector end to end, NMS included; a segmentor's logits; a pose model's
+    heatmaps), the file exported with dynamic sizes. With ``--dtype bf16``
+    (OpenVINO only), A runs under bf16 autocast and B at bf16."""
     from mmengine.registry import MODELS, init_default_scope
 
     from mmregionvit.deploy import export as onnx_export
@@ -235,37 +238,55 @@ def onnx_workloads(args: argparse.Namespace,
         x = packed['inputs'][..., :h, :w]
         graph = onnx_export.model_graph(model, scope)
         name = config.stem
+    feed = {onnx_export.INPUT: x.numpy()}
     with tempfile.TemporaryDirectory(prefix='regionvit-onnx-') as folder:
         path = os.path.join(folder, 'model.onnx')
         onnx_export.export(graph, x, path)
-        sess = onnx_export.session(path, threads=torch.get_num_threads())
-    feed = {onnx_export.INPUT: x.numpy()}
-    import onnxruntime
+        if args.compare_openvino:
+            runtime, step, note = openvino_step(path, feed, args.dtype)
+        else:
+            sess = onnx_export.session(path, threads=torch.get_num_threads())
+            import onnxruntime
+            runtime, step = 'onnxruntime', partial(sess.run, None, feed)
+            note = (f'onnxruntime {onnxruntime.__version__} CPU, '
+                    f'{torch.get_num_threads()} intra-op threads, '
+                    'dynamic-size file')
+    context = _step_context(args, torch.device('cpu'))
 
     def eager() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), context():
             graph.module(x)
 
     notes = [
         'the same computation: backbone, or the exported graph (detectors '
         'end to end with NMS, masks unpasted); random weights'
     ]
-    ort_notes = notes + [
-        f'onnxruntime {onnxruntime.__version__} CPU, '
-        f'{torch.get_num_threads()} intra-op threads, dynamic-size file'
-    ]
     return [
         Workload(f'{name} eager', eager, macs, uncounted, notes),
-        Workload(f'{name} onnxruntime', partial(sess.run, None, feed), macs,
-                 uncounted, ort_notes)
+        Workload(f'{name} {runtime}', step, macs, uncounted, notes + [note])
     ]
+
+
+def openvino_step(path: str, feed: dict,
+                  dtype: str) -> Tuple[str, Callable[[], Any], str]:
+    """The file at ``path`` compiled by OpenVINO at ``dtype`` (its
+    inference precision, ``fp32`` or ``bf16``) with torch's thread count:
+    the runtime's name, a step that runs it on ``feed``, a note."""
+    import openvino
+
+    from mmregionvit.deploy.runtime import openvino_model
+    threads = torch.get_num_threads()
+    request = openvino_model(path, dtype, threads).create_infer_request()
+    return 'OpenVINO', partial(request.infer, feed), (
+        f'OpenVINO {openvino.__version__} CPU, {dtype} inference precision, '
+        f'{threads} threads, dynamic-size file')
 
 
 def compared_variants(args: argparse.Namespace) -> List[Dict[str, Any]]:
     """Keyword arguments of each workload to build from one model: A and B
     of a comparison, or the one asked for."""
-    if args.compare_onnx:  # built by onnx_workloads
-        return []
+    if args.compare_onnx or args.compare_openvino:
+        return []  # built by onnx_workloads
     if args.compare_compile:
         return [dict(compiled=False), dict(compiled=True)]
     if args.compare_fused:

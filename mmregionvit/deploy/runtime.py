@@ -10,6 +10,7 @@ exported file runs through the same tools as the PyTorch model.
 :class:`BackendModel` that opens its file and runs an image batch; adding
 one is a subclass and an entry there.
 """
+import importlib.util
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -51,6 +52,8 @@ class BackendModel:
     where an axis is free), and its outputs for an image batch."""
     suffix = ''  # the file name's end
     kind = ''  # the file format, in words
+    package = ''  # the Python package that runs it
+    precisions: Tuple[str, ...] = ()  # what --precision may ask of it
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -94,6 +97,7 @@ class OnnxRuntimeModel(BackendModel):
     """An ONNX file in an onnxruntime session on the CPU."""
     suffix = '.onnx'
     kind = 'ONNX'
+    package = 'onnxruntime'
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
@@ -107,17 +111,89 @@ class OnnxRuntimeModel(BackendModel):
         return run(self.session, images)
 
 
-BACKENDS = {'onnxruntime': OnnxRuntimeModel}
+# OpenVINO's names of the inference precisions --precision takes
+OPENVINO_PRECISIONS = {'fp32': 'f32', 'bf16': 'bf16'}
+PRECISION_HELP = ("openvino only: its inference precision (default "
+                  "OpenVINO's: bf16 on CPUs with bf16 instructions, AMX or "
+                  'AVX512-BF16, else fp32)')
+
+
+def openvino_model(path: str,
+                   precision: Optional[str] = None,
+                   threads: Optional[int] = None):
+    """An ONNX file compiled by OpenVINO for the CPU, at ``precision``
+    (``fp32`` or ``bf16``; default OpenVINO's: bf16 on CPUs with bf16
+    instructions) with ``threads`` inference threads (default
+    OpenVINO's)."""
+    import openvino as ov
+    config = {}
+    if precision:
+        config['INFERENCE_PRECISION_HINT'] = OPENVINO_PRECISIONS[precision]
+    if threads:
+        config['INFERENCE_NUM_THREADS'] = threads
+    return ov.Core().compile_model(path, 'CPU', config)
+
+
+class OpenVinoModel(BackendModel):
+    """An ONNX file compiled by OpenVINO for the CPU."""
+    suffix = '.onnx'
+    kind = 'ONNX'
+    package = 'openvino'
+    precisions = tuple(OPENVINO_PRECISIONS)
+
+    def __init__(self, path: str, precision: Optional[str] = None) -> None:
+        super().__init__(path)
+        try:
+            self.compiled = openvino_model(path, precision)
+        except RuntimeError as e:  # its last line says why
+            at = f' at {precision}' if precision else ''
+            reason = str(e).strip().splitlines()[-1]
+            raise ValueError(
+                f'OpenVINO cannot compile {path}{at}: {reason}') from e
+        self.outputs = [o.get_any_name() for o in self.compiled.outputs]
+        (image, ) = [
+            i for i in self.compiled.inputs if i.get_any_name() == INPUT
+        ]
+        self.input_shape = tuple(d.get_length() if d.is_static else None
+                                 for d in image.get_partial_shape())
+
+    def run(self, images: Tensor) -> List[Tensor]:
+        # outputs copied out of the request: the next run reuses its memory
+        outs = self.compiled({INPUT: images.detach().cpu().numpy()},
+                             share_outputs=False)
+        return [torch.from_numpy(outs[o]) for o in self.compiled.outputs]
+
+
+BACKENDS = {'onnxruntime': OnnxRuntimeModel, 'openvino': OpenVinoModel}
+
+
+def check_backend(backend: str, precision: Optional[str] = None) -> None:
+    """``backend`` installed and taking ``precision``: else an
+    ``ImportError`` or ``ValueError`` that says what to change."""
+    if backend == 'pytorch' and precision is None:
+        return
+    takers = [n for n, c in BACKENDS.items() if precision in c.precisions]
+    if precision is not None and backend not in takers:
+        raise ValueError(f'--precision {precision} is for --backend '
+                         f'{" or ".join(takers)}, not {backend}: drop it.')
+    package = BACKENDS[backend].package
+    if importlib.util.find_spec(package) is None:
+        raise ImportError(f'{package} not installed (--backend {backend}): '
+                          'pip install -r requirements/deploy.txt')
 
 
 def check_backend_file(path: str, backend: str) -> None:
     """An exported file goes with its backend, weights with ``pytorch``;
     a ``ValueError`` says which option fits."""
     if backend == 'pytorch':
-        for name, cls in BACKENDS.items():
-            if path.endswith(cls.suffix):
-                raise ValueError(f'{path} is an {cls.kind} file: add '
-                                 f'--backend {name}.')
+        fitting = {
+            n: c
+            for n, c in BACKENDS.items() if path.endswith(c.suffix)
+        }
+        if fitting:
+            kind = next(iter(fitting.values())).kind
+            options = ' or '.join(f'--backend {n}' for n in fitting)
+            raise ValueError(f'{path} is an {kind} file: add {options}.')
         return
     suffix = BACKENDS[backend].suffix
     if not path.endswith(suffix):
@@ -136,12 +212,16 @@ def _outputs(scope: str, model: nn.Module) -> List[str]:
     return [{'mmseg': 'seg_logits', 'mmpose': 'heatmaps'}[scope]]
 
 
-def open_backend(path: str, backend: str, scope: str,
-                 model: nn.Module) -> BackendModel:
-    """The file opened by ``backend``, checked to hold the network of
-    ``model`` (built from the ``scope`` config the file was exported
-    from)."""
-    exported = BACKENDS[backend](path)
+def open_backend(path: str,
+                 backend: str,
+                 scope: str,
+                 model: nn.Module,
+                 precision: Optional[str] = None) -> BackendModel:
+    """The file opened by ``backend`` (at ``precision``, where it takes
+    one), checked to hold the network of ``model`` (built from the
+    ``scope`` config the file was exported from)."""
+    options = {} if precision is None else dict(precision=precision)
+    exported = BACKENDS[backend](path, **options)
     expected = _outputs(scope, model)
     if exported.outputs != expected:
         raise ValueError(f'{path} has outputs {exported.outputs}, but a '
@@ -163,11 +243,13 @@ def check_pipeline_size(exported: BackendModel, cfg) -> None:
 def use_backend(model: nn.Module,
                 path: str,
                 scope: str,
-                backend: str = 'onnxruntime') -> BackendModel:
+                backend: str = 'onnxruntime',
+                precision: Optional[str] = None) -> BackendModel:
     """Make ``model``, built from the ``scope`` (``mmdet``, ``mmseg`` or
     ``mmpose``) config the file was exported from, run its network in
-    ``backend``; the opened file."""
-    exported = open_backend(path, backend, scope, model)
+    ``backend`` (at ``precision``: :func:`check_backend`); the opened
+    file."""
+    exported = open_backend(path, backend, scope, model, precision)
     if scope == 'mmdet':
         model.predict = _DetectorPredict(model, exported)
         return exported

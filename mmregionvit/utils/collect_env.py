@@ -77,10 +77,11 @@ def check_environment() -> List[Check]:
         _package('mmpose', 'mmpose', False, '1.3.2'),
         _package('pycocotools', 'pycocotools', False, '2.'),
         _package('xtcocotools', 'xtcocotools', False, '1.'),
-        # ONNX export and onnxruntime inference
+        # ONNX export, onnxruntime and OpenVINO inference
         _package('onnx', 'onnx', False, '1.23.2'),
         _package('onnxruntime', 'onnxruntime', False, '1.31.1'),
         _package('onnxscript', 'onnxscript', False, '0.7.2'),
+        _package('openvino', 'openvino', False, '2026.4'),
     ]
     return checks
 
