@@ -3,6 +3,7 @@
     python tools/infer.py CONFIG CHECKPOINT demo.jpg [more images or a folder]
         [--out-dir outputs] [--score-thr 0.3] [--device cpu]
     python tools/infer.py CONFIG MODEL.onnx demo.jpg --backend onnxruntime
+    python tools/infer.py CONFIG CHECKPOINT demo.jpg --amp  # autocast
 
 With ``--backend onnxruntime``, CHECKPOINT is a file exported from CONFIG
 by tools/export_onnx.py: onnxruntime runs the network, the config's own
@@ -30,6 +31,8 @@ from mmregionvit.deploy.runtime import (BACKENDS, ExportedShapeError,
                                         check_backend_file,
                                         check_pipeline_size, use_backend,
                                         use_dataset_metainfo)
+from mmregionvit.engine.autocast import (add_amp_argument, autocast_inference,
+                                         inference_dtype)
 from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import dataset_metainfo, load_config
 from mmregionvit.utils.preflight import PreflightError, check_channels
@@ -59,6 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=['pytorch', *BACKENDS],
         default='pytorch',
         help='onnxruntime: run an exported .onnx file')
+    add_amp_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -120,6 +124,8 @@ def main(argv=None) -> int:
         if missing:
             raise FileNotFoundError(f'not found: {", ".join(missing)}')
         check_backend_file(args.checkpoint, args.backend)
+        device_type = args.device.split(':')[0]
+        amp = inference_dtype(args.amp, args.backend, device_type)
         cfg = load_config(args.config)
         check_channels(cfg.model)
         if args.backend == 'pytorch':  # the file holds weights at all
@@ -131,6 +137,8 @@ def main(argv=None) -> int:
     cfg.model.backbone.init_cfg = None  # weights come from the checkpoint
     if args.backend == 'pytorch':
         inferencer = build_inferencer(cfg, args.checkpoint, args.device)
+        if amp:
+            autocast_inference(inferencer_model(inferencer), device_type, amp)
     else:
         inferencer = build_inferencer(cfg, None, args.device)
         use_dataset_metainfo(inferencer, dataset_metainfo(cfg),

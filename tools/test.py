@@ -6,6 +6,8 @@ for a benchmark server.
     python tools/test.py CONFIG CHECKPOINT --format-only work_dirs/results
     # a file exported from CONFIG by tools/export_onnx.py, the same way:
     python tools/test.py CONFIG MODEL.onnx --backend onnxruntime
+    # under autocast (bfloat16 on a CPU, float16 on a GPU):
+    python tools/test.py CONFIG CHECKPOINT --amp
 """
 import argparse
 import os
@@ -13,6 +15,7 @@ import os.path as osp
 import sys
 
 from mmengine.config import DictAction
+from mmengine.device import get_device
 from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
@@ -20,6 +23,8 @@ from mmregionvit.datasets.bad_samples import EVAL_FLAG, BadSampleError
 from mmregionvit.deploy.runtime import (BACKENDS, ExportedShapeError,
                                         check_backend_file,
                                         check_pipeline_size, use_backend)
+from mmregionvit.engine.autocast import (add_amp_argument, autocast_inference,
+                                         inference_dtype)
 from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import load_config
 from mmregionvit.utils.data_checks import guard_datasets, leave_out_bad_images
@@ -39,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=['pytorch', *BACKENDS],
         default='pytorch',
         help='onnxruntime: evaluate an exported .onnx file')
+    add_amp_argument(parser)
     parser.add_argument(
         '--out', help='also save the raw predictions in this .pkl file')
     parser.add_argument('--work-dir', help='where logs and metrics go')
@@ -137,6 +143,7 @@ def main(argv=None) -> int:
             raise FileNotFoundError(f'checkpoint {args.checkpoint} does not '
                                     'exist.')
         check_backend_file(args.checkpoint, args.backend)
+        amp = inference_dtype(args.amp, args.backend, get_device())
         if args.backend == 'pytorch':  # the file holds weights at all
             read_state_dict(args.checkpoint, mmap=True)
         if args.out and not args.out.endswith(('.pkl', '.pickle')):
@@ -164,6 +171,9 @@ def main(argv=None) -> int:
     # an exported file holds its weights (Runner.test initialises none)
     cfg.load_from = args.checkpoint if args.backend == 'pytorch' else None
     runner = Runner.from_cfg(cfg)
+    if amp:
+        autocast_inference(
+            getattr(runner.model, 'module', runner.model), get_device(), amp)
     if args.out:
         dump_results(runner, cfg.default_scope, args.out)
     try:
