@@ -1,11 +1,18 @@
 """``--amp`` of tools/test.py and tools/infer.py: the model under bfloat16
-autocast on a CPU, its post-processing in float32."""
+autocast on a CPU, its post-processing in float32; its metrics against
+float32's on the trained demo models."""
+import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tool_helpers import DEMO_DET, ROOT, load_tool, tiny_shapes
+from mmengine.registry import MODELS, init_default_scope
+from mmengine.runner import Runner
+from test_demo_tasks import pose_options
+from tool_helpers import (DEMO_DET, ROOT, as_cli, data_options, load_tool,
+                          loader_options, tiny_shapes)
 
 from mmregionvit.engine.autocast import autocast_inference, inference_dtype
 from mmregionvit.utils.config import load_config
@@ -16,6 +23,22 @@ pytestmark = pytest.mark.skipif(
 DEMO_SEG = str(ROOT / 'configs/segmentation/upernet_regionvit_demo_shapes.py')
 DEMO_POSE = str(ROOT / 'configs/keypoint/td-hm_regionvit_demo_shapes.py')
 CONFIGS = dict(det=DEMO_DET, seg=DEMO_SEG, pose=DEMO_POSE)
+# the metrics of runner.test() compared, and how far --amp may move each
+# (COCO's in 0-1 units, mmseg's mIoU in percent): half a point
+BOUNDS = {
+    'det': {
+        'coco/bbox_mAP': 0.005,
+        'coco/segm_mAP': 0.005
+    },
+    'seg': {
+        'mIoU': 0.5
+    },
+    'pose': {
+        'coco/AP': 0.005
+    },
+}
+# where tools/demo.py (make demo, demo-seg, demo-pose) trains by default
+DEMO_WORK = Path(os.environ.get('MMREGIONVIT_DEMO_WORK', 'work_dirs'))
 
 
 def test_dtype_per_device_and_refusals():
@@ -134,3 +157,94 @@ def test_classes_are_left_as_they_are(image):
     with torch.autocast('cpu', dtype=torch.bfloat16), \
             pytest.raises(NotImplementedError, match='BFloat16'):
         _predict(DEMO_DET, image)
+
+
+def _options(task: str, data: str) -> dict:
+    """Overrides pointing ``task``'s demo config at ``data``."""
+    if task == 'det':
+        return data_options(data)
+    if task == 'pose':
+        return pose_options(data)
+    return loader_options(data, 2)
+
+
+def _evaluate(monkeypatch, task: str, checkpoint: str, data: str, work: Path,
+              *extra: str) -> tuple:
+    """tools/test.py on ``checkpoint``: the metrics of ``runner.test()`` and
+    the dtypes of the backbone's outputs."""
+    results, dtypes = [], set()
+    runner_test = Runner.test
+
+    def spy(runner):
+        runner.model.backbone.register_forward_hook(
+            lambda m, i, out: dtypes.update(x.dtype for x in out))
+        results.append(runner_test(runner))
+        return results[-1]
+
+    monkeypatch.setattr(Runner, 'test', spy)
+    assert load_tool('test').main([
+        CONFIGS[task], checkpoint, '--work-dir',
+        str(work), *extra, '--cfg-options', *as_cli(_options(task, data))
+    ]) == 0
+    (metrics, ) = results
+    return metrics, dtypes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('task', sorted(CONFIGS))
+def test_test_tool_amp_end_to_end(task, tmp_path, monkeypatch):
+    """tools/test.py --amp on untrained demo weights: the backbone in
+    bfloat16, the upstream metric computed (an untrained model's metrics
+    are near zero: their accuracy is the next test's)."""
+    data = tiny_shapes(tmp_path / 'shapes')
+    cfg = load_config(CONFIGS[task])
+    init_default_scope(cfg.default_scope)
+    checkpoint = str(tmp_path / 'weights.pth')
+    torch.save({'state_dict': MODELS.build(cfg.model).state_dict()},
+               checkpoint)
+    metrics, dtypes = _evaluate(monkeypatch, task, checkpoint, data,
+                                tmp_path / 'work', '--amp')
+    assert dtypes == {torch.bfloat16}
+    for key in BOUNDS[task]:
+        assert math.isfinite(metrics[key]), metrics
+    if task == 'det':  # infer.py once, on the same weights
+        image = sorted((Path(data) / 'val').glob('*.png'))[0]
+        out = tmp_path / 'out'
+        assert load_tool('infer').main(
+            [DEMO_DET, checkpoint,
+             str(image), '--out-dir',
+             str(out), '--amp']) == 0
+        assert (out / 'vis' / image.name).is_file()
+        assert (out / 'preds' / f'{image.stem}.json').is_file()
+
+
+def _demo_checkpoint(task: str) -> str:
+    """The last checkpoint of ``task``'s demo in ``DEMO_WORK``."""
+    found = sorted(
+        (DEMO_WORK / f'demo_{task}').glob('iter_*.pth'),
+        key=lambda p: int(p.stem.split('_')[1]))
+    if not found:
+        pytest.skip(f'no trained {task} demo in {DEMO_WORK}/demo_{task}: '
+                    'make demo, make demo-seg, make demo-pose train them '
+                    '(MMREGIONVIT_DEMO_WORK: their parent folder elsewhere)')
+    return str(found[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('task', sorted(CONFIGS))
+def test_amp_metrics_within_half_a_point_of_float32(task, tmp_path,
+                                                    monkeypatch):
+    """The trained demo models on the demo's val split (generated again,
+    the same images): --amp's metrics within half a point of float32's."""
+    from mmregionvit.datasets.shapes import generate
+    checkpoint = _demo_checkpoint(task)
+    data = str(tmp_path / 'shapes')
+    generate(data)  # the demos' data: the default seed and sizes
+    metrics = {}
+    for name, extra in (('fp32', []), ('bf16', ['--amp'])):
+        metrics[name], _ = _evaluate(monkeypatch, task, checkpoint, data,
+                                     tmp_path / name, *extra)
+    for key, bound in BOUNDS[task].items():
+        fp32, bf16 = metrics['fp32'][key], metrics['bf16'][key]
+        print(f'{task} {key}: fp32 {fp32:.4f} bf16 {bf16:.4f}')
+        assert abs(bf16 - fp32) <= bound, (key, fp32, bf16)
