@@ -248,3 +248,27 @@ def test_amp_metrics_within_half_a_point_of_float32(task, tmp_path,
         fp32, bf16 = metrics['fp32'][key], metrics['bf16'][key]
         print(f'{task} {key}: fp32 {fp32:.4f} bf16 {bf16:.4f}')
         assert abs(bf16 - fp32) <= bound, (key, fp32, bf16)
+
+
+@pytest.mark.slow
+def test_benchmark_model_bf16_runs_mask_rcnn(tmp_path):
+    """tools/benchmark.py model --dtype bf16 times the model as --amp runs
+    it: Mask R-CNN gets through RoIAlign and keeps its detections."""
+    import json
+
+    from test_benchmark import FAST, MASKRCNN, MINI_MASKRCNN, bench
+    out = tmp_path / 'report.json'
+    threads = torch.get_num_threads()
+    try:
+        bench([
+            'model', MASKRCNN, '--dtype', 'bf16', '--input-size', '64', '96',
+            '--repeat', '1', '--json',
+            str(out), *FAST, '--cfg-options', *MINI_MASKRCNN,
+            'model.test_cfg.rcnn.score_thr=0.0'
+        ])
+    finally:
+        torch.set_num_threads(threads)
+    [work] = json.loads(out.read_text())['workloads']
+    assert work['detections_per_image'] == 100
+    assert any(
+        n.startswith('post-processing in float32') for n in work['notes'])
