@@ -48,7 +48,7 @@ def test_dtype_per_device_and_refusals():
     assert inference_dtype('bf16', 'pytorch', 'cpu') == bf16
     assert inference_dtype('auto', 'pytorch', 'cuda') == fp16
     assert inference_dtype('bf16', 'pytorch', 'cuda') == bf16
-    with pytest.raises(ValueError, match='needs a GPU'):
+    with pytest.raises(ValueError, match='is for GPUs'):
         inference_dtype('fp16', 'pytorch', 'cpu')
     with pytest.raises(ValueError, match='exported in: leave out --amp'):
         inference_dtype('auto', 'onnxruntime', 'cpu')
@@ -64,8 +64,8 @@ def test_tools_refuse_amp_with_an_exported_file_or_fp16_on_a_cpu(
               'error: --amp runs the PyTorch model; a onnxruntime file keeps '
               'the precision it was exported in: leave out --amp'),
              ('weights.pth', ['--amp', 'fp16'],
-              'error: --amp fp16 needs a GPU; on a CPU autocast runs in '
-              'bfloat16: give --amp or --amp bf16')]
+              'error: --amp fp16 is for GPUs; on a CPU give --amp or --amp '
+              'bf16 (bfloat16)')]
     for name, options, message in cases:
         path = tmp_path / name
         path.write_bytes(b'')

@@ -1,12 +1,12 @@
 """Mixed-precision inference: a model's ``test_step`` under autocast, its
 post-processing in float32.
 
-Autocast runs the backbone, the neck and the heads' layers in bfloat16
-(float16 on a GPU if asked). The steps listed in :func:`float32_steps` run
-with autocast off, on float32 copies of their tensor arguments: mmcv's CPU
-RoIAlign and NMS take no bfloat16, numpy (keypoint decoding) has no
-bfloat16, and box decoding, mask pasting and the resizing of label scores
-to the image keep their float32 accuracy.
+Autocast runs the backbone, the neck and the heads' layers in bfloat16 on
+a CPU, float16 or bfloat16 on a GPU. The steps :func:`float32_steps` lists
+run with autocast off, on float32 copies of their tensor arguments: mmcv's
+CPU RoIAlign takes no bfloat16, numpy (keypoint decoding) has none, and box
+decoding, NMS, mask pasting and the resizing of label scores to the image
+keep float32's accuracy.
 """
 import argparse
 from functools import wraps
@@ -39,9 +39,10 @@ def inference_dtype(amp: Optional[str], backend: str,
     (``amp`` is ``'auto'`` for a bare ``--amp``, ``None`` without it):
     float16 on a GPU and bfloat16 on a CPU unless ``amp`` names one.
 
-    Raises ``ValueError`` for float16 on a CPU (CPU autocast has bfloat16
-    only) and for an exported file (``backend`` not ``'pytorch'``), whose
-    precision was fixed when it was exported.
+    Raises ``ValueError`` for float16 on a CPU (bfloat16 there, as in
+    mmengine's autocast: it keeps float32's range) and for an exported
+    file (``backend`` not ``'pytorch'``), whose precision was fixed when it
+    was exported.
     """
     if amp is None:
         return None
@@ -52,8 +53,8 @@ def inference_dtype(amp: Optional[str], backend: str,
     if amp == 'auto':
         return torch.bfloat16 if device_type == 'cpu' else torch.float16
     if device_type == 'cpu' and amp != 'bf16':
-        raise ValueError(f'--amp {amp} needs a GPU; on a CPU autocast runs '
-                         'in bfloat16: give --amp or --amp bf16')
+        raise ValueError(f'--amp {amp} is for GPUs; on a CPU give --amp or '
+                         '--amp bf16 (bfloat16)')
     return DTYPES[amp]
 
 
