@@ -23,6 +23,8 @@ pytestmark = pytest.mark.skipif(
 DEMO_SEG = str(ROOT / 'configs/segmentation/upernet_regionvit_demo_shapes.py')
 DEMO_POSE = str(ROOT / 'configs/keypoint/td-hm_regionvit_demo_shapes.py')
 CONFIGS = dict(det=DEMO_DET, seg=DEMO_SEG, pose=DEMO_POSE)
+# and a one-stage detector (its own head: box decoding, NMS)
+RETINA = str(ROOT / 'tests/configs/retinanet_demo_last_three_stages.py')
 # the metrics of runner.test() compared, and how far --amp may move each
 # (COCO's in 0-1 units, mmseg's mIoU in percent): half a point
 BOUNDS = {
@@ -101,7 +103,7 @@ def image(tmp_path_factory):
     return str(sorted((Path(data) / 'val').glob('*.png'))[0])
 
 
-@pytest.mark.parametrize('task', sorted(CONFIGS))
+@pytest.mark.parametrize('task', [*sorted(CONFIGS), 'retina'])
 def test_backbone_in_bfloat16_post_processing_in_float32(
         task, image, monkeypatch):
     """Every task runs (mmcv's CPU RoIAlign and numpy's keypoint decoding
@@ -126,15 +128,18 @@ def test_backbone_in_bfloat16_post_processing_in_float32(
         DetectronDeltaXYWHBBoxCoder as Coder
     for cls in (Coder, DeltaXYWHBBoxCoder):
         monkeypatch.setattr(cls, 'decode', spy(cls.decode))
-    sample, dtypes = _predict(CONFIGS[task], image, torch.bfloat16)
+    config = RETINA if task == 'retina' else CONFIGS[task]
+    sample, dtypes = _predict(config, image, torch.bfloat16)
     assert dtypes == {torch.bfloat16}
-    if task == 'det':
+    if task in ('det', 'retina'):
         names = {name for name, *_ in seen}
-        assert names == {'decode', '_do_paste_mask'}, names
+        masks = {'_do_paste_mask'} if task == 'det' else set()
+        assert names == {'decode', *masks}, names
         assert {(d, on) for _, d, on in seen} == {(torch.float32, False)}
         pred = sample.pred_instances
         assert pred.bboxes.dtype == pred.scores.dtype == torch.float32
-        assert pred.masks.dtype == torch.bool
+        if masks:
+            assert pred.masks.dtype == torch.bool
     elif task == 'seg':
         assert sample.seg_logits.data.dtype == torch.float32
         # the same weights in float32: logits within bfloat16's rounding
