@@ -23,8 +23,18 @@ pytestmark = pytest.mark.skipif(
 DEMO_SEG = str(ROOT / 'configs/segmentation/upernet_regionvit_demo_shapes.py')
 DEMO_POSE = str(ROOT / 'configs/keypoint/td-hm_regionvit_demo_shapes.py')
 CONFIGS = dict(det=DEMO_DET, seg=DEMO_SEG, pose=DEMO_POSE)
-# and a one-stage detector (its own head: box decoding, NMS)
-RETINA = str(ROOT / 'tests/configs/retinanet_demo_last_three_stages.py')
+# more models under --amp: (config, overrides)
+MORE = {
+    # a one-stage detector (its own head: box decoding, NMS)
+    'retina':
+    (str(ROOT / 'tests/configs/retinanet_demo_last_three_stages.py'), None),
+    # Semantic FPN, with the tiny backbone
+    'fpn': (str(ROOT / 'configs/segmentation/fpn_regionvit_s_ade20k.py'), {
+        'model.backbone.arch': 'tiny',
+        'model.backbone.init_cfg': None,
+        'model.neck.in_channels': [64, 128, 256, 512]
+    }),
+}
 # the metrics of runner.test() compared, and how far --amp may move each
 # (COCO's in 0-1 units, mmseg's mIoU in percent): half a point
 BOUNDS = {
@@ -76,12 +86,12 @@ def test_tools_refuse_amp_with_an_exported_file_or_fp16_on_a_cpu(
         assert capsys.readouterr().err.splitlines() == [message]
 
 
-def _predict(config: str, image: str, dtype=None):
-    """The data sample of ``config``'s model (initialised from the same
-    seed) on ``image`` through tools/infer.py's inferencer, under ``dtype``
-    autocast if given; the backbone's output dtypes."""
+def _predict(config: str, image: str, dtype=None, options=None):
+    """The data sample of ``config``'s model (with ``options``, initialised
+    from the same seed) on ``image`` through tools/infer.py's inferencer,
+    under ``dtype`` autocast if given; the backbone's output dtypes."""
     infer = load_tool('infer')
-    cfg = load_config(config)
+    cfg = load_config(config, options)
     torch.manual_seed(0)
     inferencer = infer.build_inferencer(cfg, None, 'cpu')
     model = infer.inferencer_model(inferencer)
@@ -103,7 +113,7 @@ def image(tmp_path_factory):
     return str(sorted((Path(data) / 'val').glob('*.png'))[0])
 
 
-@pytest.mark.parametrize('task', [*sorted(CONFIGS), 'retina'])
+@pytest.mark.parametrize('task', [*sorted(CONFIGS), *MORE])
 def test_backbone_in_bfloat16_post_processing_in_float32(
         task, image, monkeypatch):
     """Every task runs (mmcv's CPU RoIAlign and numpy's keypoint decoding
@@ -128,8 +138,8 @@ def test_backbone_in_bfloat16_post_processing_in_float32(
         DetectronDeltaXYWHBBoxCoder as Coder
     for cls in (Coder, DeltaXYWHBBoxCoder):
         monkeypatch.setattr(cls, 'decode', spy(cls.decode))
-    config = RETINA if task == 'retina' else CONFIGS[task]
-    sample, dtypes = _predict(config, image, torch.bfloat16)
+    config, options = MORE.get(task, (CONFIGS.get(task), None))
+    sample, dtypes = _predict(config, image, torch.bfloat16, options)
     assert dtypes == {torch.bfloat16}
     if task in ('det', 'retina'):
         names = {name for name, *_ in seen}
@@ -140,11 +150,11 @@ def test_backbone_in_bfloat16_post_processing_in_float32(
         assert pred.bboxes.dtype == pred.scores.dtype == torch.float32
         if masks:
             assert pred.masks.dtype == torch.bool
-    elif task == 'seg':
+    elif task in ('seg', 'fpn'):
         assert sample.seg_logits.data.dtype == torch.float32
         # the same weights in float32: logits within bfloat16's rounding
         # of the features (8 significant bits, a few roundings deep)
-        fp32, fp32_dtypes = _predict(CONFIGS[task], image)
+        fp32, fp32_dtypes = _predict(config, image, None, options)
         assert fp32_dtypes == {torch.float32}
         ref = fp32.seg_logits.data
         err = (sample.seg_logits.data - ref).abs().max().item()
