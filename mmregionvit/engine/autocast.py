@@ -59,8 +59,8 @@ def inference_dtype(amp: Optional[str], backend: str,
 
 
 def float32_steps() -> List[Tuple[type, str]]:
-    """(class, method) of the upstream steps that run in float32 under
-    autocast, for the libraries installed."""
+    """(class, method) of the steps that run in float32 under autocast, of
+    the libraries installed (our heads subclass these classes)."""
     steps = []
     try:
         from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
