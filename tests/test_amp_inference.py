@@ -62,7 +62,7 @@ def test_dtype_per_device_and_refusals():
     assert inference_dtype('bf16', 'pytorch', 'cuda') == bf16
     with pytest.raises(ValueError, match='is for GPUs'):
         inference_dtype('fp16', 'pytorch', 'cpu')
-    with pytest.raises(ValueError, match='exported in: leave out --amp'):
+    with pytest.raises(ValueError, match='its own precision: leave out --amp'):
         inference_dtype('auto', 'onnxruntime', 'cpu')
 
 
@@ -73,8 +73,9 @@ def test_tools_refuse_amp_with_an_exported_file_or_fp16_on_a_cpu(
     exist, the checks on them come after)."""
     main = load_tool(tool).main
     cases = [('model.onnx', ['--backend', 'onnxruntime', '--amp'],
-              'error: --amp runs the PyTorch model; a onnxruntime file keeps '
-              'the precision it was exported in: leave out --amp'),
+              'error: --amp runs the PyTorch model under autocast; --backend '
+              'onnxruntime runs the exported file at its own precision: '
+              'leave out --amp'),
              ('weights.pth', ['--amp', 'fp16'],
               'error: --amp fp16 is for GPUs; on a CPU give --amp or --amp '
               'bf16 (bfloat16)')]

@@ -41,15 +41,15 @@ def inference_dtype(amp: Optional[str], backend: str,
 
     Raises ``ValueError`` for float16 on a CPU (bfloat16 there, as in
     mmengine's autocast: it keeps float32's range) and for an exported
-    file (``backend`` not ``'pytorch'``), whose precision was fixed when it
-    was exported.
+    file (``backend`` not ``'pytorch'``), which its runtime runs at its own
+    precision.
     """
     if amp is None:
         return None
     if backend != 'pytorch':
-        raise ValueError(f'--amp runs the PyTorch model; a {backend} file '
-                         'keeps the precision it was exported in: leave out '
-                         '--amp')
+        raise ValueError(f'--amp runs the PyTorch model under autocast; '
+                         f'--backend {backend} runs the exported file at its '
+                         'own precision: leave out --amp')
     if amp == 'auto':
         return torch.bfloat16 if device_type == 'cpu' else torch.float16
     if device_type == 'cpu' and amp != 'bf16':
