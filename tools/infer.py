@@ -5,6 +5,7 @@
     python tools/infer.py CONFIG MODEL.onnx demo.jpg --backend onnxruntime
     python tools/infer.py CONFIG MODEL.onnx demo.jpg --backend openvino
         [--precision fp32]
+    python tools/infer.py CONFIG CHECKPOINT demo.jpg --amp  # autocast
 
 With ``--backend onnxruntime`` (or ``openvino``), CHECKPOINT is a file
 exported from CONFIG by tools/export_onnx.py: the backend runs the
@@ -34,6 +35,8 @@ from mmregionvit.deploy.runtime import (BACKENDS, OPENVINO_PRECISIONS,
                                         check_backend, check_backend_file,
                                         check_pipeline_size, use_backend,
                                         use_dataset_metainfo)
+from mmregionvit.engine.autocast import (add_amp_argument, autocast_inference,
+                                         inference_dtype)
 from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import dataset_metainfo, load_config
 from mmregionvit.utils.preflight import PreflightError, check_channels
@@ -65,6 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='onnxruntime, openvino: run an exported .onnx file')
     parser.add_argument(
         '--precision', choices=list(OPENVINO_PRECISIONS), help=PRECISION_HELP)
+    add_amp_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -127,6 +131,8 @@ def main(argv=None) -> int:
             raise FileNotFoundError(f'not found: {", ".join(missing)}')
         check_backend_file(args.checkpoint, args.backend)
         check_backend(args.backend, args.precision)
+        device_type = args.device.split(':')[0]
+        amp = inference_dtype(args.amp, args.backend, device_type)
         cfg = load_config(args.config)
         check_channels(cfg.model)
         if args.backend == 'pytorch':  # the file holds weights at all
@@ -138,6 +144,8 @@ def main(argv=None) -> int:
     cfg.model.backbone.init_cfg = None  # weights come from the checkpoint
     if args.backend == 'pytorch':
         inferencer = build_inferencer(cfg, args.checkpoint, args.device)
+        if amp:
+            autocast_inference(inferencer_model(inferencer), device_type, amp)
     else:
         inferencer = build_inferencer(cfg, None, args.device)
         use_dataset_metainfo(inferencer, dataset_metainfo(cfg),

@@ -7,6 +7,8 @@ for a benchmark server.
     # a file exported from CONFIG by tools/export_onnx.py, the same way:
     python tools/test.py CONFIG MODEL.onnx --backend onnxruntime
     python tools/test.py CONFIG MODEL.onnx --backend openvino --precision fp32
+    # under autocast (bfloat16 on a CPU, float16 on a GPU):
+    python tools/test.py CONFIG CHECKPOINT --amp
 """
 import argparse
 import os
@@ -15,6 +17,7 @@ import sys
 from typing import Optional
 
 from mmengine.config import DictAction
+from mmengine.device import get_device
 from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
@@ -23,6 +26,8 @@ from mmregionvit.deploy.runtime import (BACKENDS, OPENVINO_PRECISIONS,
                                         PRECISION_HELP, ExportedShapeError,
                                         check_backend, check_backend_file,
                                         check_pipeline_size, use_backend)
+from mmregionvit.engine.autocast import (add_amp_argument, autocast_inference,
+                                         inference_dtype)
 from mmregionvit.models.checkpoint import read_state_dict
 from mmregionvit.utils.config import load_config
 from mmregionvit.utils.data_checks import guard_datasets, leave_out_bad_images
@@ -44,6 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='onnxruntime, openvino: evaluate an exported .onnx file')
     parser.add_argument(
         '--precision', choices=list(OPENVINO_PRECISIONS), help=PRECISION_HELP)
+    add_amp_argument(parser)
     parser.add_argument(
         '--out', help='also save the raw predictions in this .pkl file')
     parser.add_argument('--work-dir', help='where logs and metrics go')
@@ -147,6 +153,7 @@ def main(argv=None) -> int:
                                     'exist.')
         check_backend_file(args.checkpoint, args.backend)
         check_backend(args.backend, args.precision)
+        amp = inference_dtype(args.amp, args.backend, get_device())
         if args.backend == 'pytorch':  # the file holds weights at all
             read_state_dict(args.checkpoint, mmap=True)
         if args.out and not args.out.endswith(('.pkl', '.pickle')):
@@ -174,6 +181,9 @@ def main(argv=None) -> int:
     # an exported file holds its weights (Runner.test initialises none)
     cfg.load_from = args.checkpoint if args.backend == 'pytorch' else None
     runner = Runner.from_cfg(cfg)
+    if amp:
+        autocast_inference(
+            getattr(runner.model, 'module', runner.model), get_device(), amp)
     if args.out:
         dump_results(runner, cfg.default_scope, args.out)
     try:

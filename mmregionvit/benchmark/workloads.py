@@ -16,6 +16,7 @@ import torch
 from mmengine.config import Config
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from mmregionvit.engine.autocast import autocast_inference
 from mmregionvit.models import RegionViT
 from mmregionvit.utils.complexity import TensorMode, count_macs
 from mmregionvit.utils.config import read_config
@@ -190,6 +191,10 @@ def model_workload(path: Path,
                 loss, _ = model.parse_losses(losses)
             optim_wrapper.update_params(loss)
     else:
+        if args.dtype != 'fp32':  # as tools/test.py --amp runs it
+            autocast_inference(model, device.type, DTYPES[args.dtype])
+            notes.append('post-processing in float32 (RoIAlign, box '
+                         'decoding, NMS, mask pasting, resizing, decoding)')
 
         def step() -> None:
             with torch.no_grad(), amp():
