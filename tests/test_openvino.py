@@ -6,6 +6,9 @@ missing package, with one line."""
 import importlib.util
 import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +16,7 @@ import pytest
 import torch
 from test_exported_models import save_random_model, task_options
 from tolerances import check, check_close
-from tool_helpers import DEMO_DET, as_cli, load_tool, tiny_shapes
+from tool_helpers import DEMO_DET, ROOT, as_cli, load_tool, tiny_shapes
 
 from mmregionvit.deploy import export as onnx_export
 from mmregionvit.deploy.runtime import OpenVinoModel
@@ -250,3 +253,69 @@ def test_compile_failure_is_one_line(tmp_path, capsys, monkeypatch):
             f'error: OpenVINO cannot compile {exported} at bf16: Supported '
             'primitive descriptors list is empty for node: Softmax')
     assert not (tmp_path / 'out').exists()
+
+
+# Three models opened, run and let go in another order than they came;
+# then a signal handled on the main thread. Prints the thread's alternate
+# signal stack (address, flags) before and after.
+SIGNAL_STACK = textwrap.dedent("""
+    import ctypes, gc, json, signal, sys, threading
+    import torch
+    from mmregionvit.deploy import export as onnx_export
+    from mmregionvit.deploy.runtime import OpenVinoModel
+    from mmregionvit.models import RegionViT
+
+    class Stack(ctypes.Structure):
+        _fields_ = [('sp', ctypes.c_void_p), ('flags', ctypes.c_int),
+                    ('size', ctypes.c_size_t)]
+
+    def current():
+        stack = Stack()
+        ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack))
+        return [stack.sp, stack.flags]
+
+    model = RegionViT(arch=dict(embed_dim=[32, 32, 64, 128, 256],
+                                num_heads=[1, 2, 4, 8], depth=[1, 1, 2, 1],
+                                kernel_sizes=[7, 7, 7, 7])).eval()
+    x = torch.randn(1, 3, 64, 64)
+    onnx_export.export(onnx_export.backbone_graph(model), x, sys.argv[1])
+    before = current()
+
+    def opened(precision):
+        exported = OpenVinoModel(sys.argv[1], precision)
+        exported.run(x)
+        return exported
+
+    a, b = opened('fp32'), opened(None)
+    del a
+    gc.collect()
+    c = opened('fp32')
+    del b, c
+    gc.collect()
+    print(json.dumps([before, current()]), flush=True)
+    signal.signal(signal.SIGCHLD, lambda *args: None)
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGCHLD)
+    print('handled', flush=True)
+    """)
+
+
+@pytest.mark.slow
+def test_models_leave_the_signal_stack_as_it_was(tmp_path):
+    """OpenVINO's CPU plugin puts its own alternate signal stack on the
+    threads that compile or run a model; models let go out of order left
+    the main thread on a freed one, and the next signal handled there
+    (here SIGCHLD, as when a subprocess ends after a DataLoader set its
+    handler) killed the process without a trace."""
+    openvino_kernels()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, '-c', SIGNAL_STACK,
+         str(tmp_path / 'backbone.onnx')],
+        capture_output=True,
+        text=True,
+        env=env)
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    *_, stacks, handled = out.stdout.splitlines()
+    before, after = json.loads(stacks)
+    assert after == before
+    assert handled == 'handled'

@@ -279,10 +279,11 @@ def openvino_step(path: str, feed: dict,
     the runtime's name, a step that runs it on ``feed``, a note."""
     import openvino
 
-    from mmregionvit.deploy.runtime import openvino_model
+    from mmregionvit.deploy.runtime import keeping_signal_stack, openvino_model
     threads = torch.get_num_threads()
     request = openvino_model(path, dtype, threads).create_infer_request()
-    return 'OpenVINO', partial(request.infer, feed), (
+    infer = keeping_signal_stack(request.infer)
+    return 'OpenVINO', partial(infer, feed), (
         f'OpenVINO {openvino.__version__} CPU, {dtype} inference precision, '
         f'{threads} threads, dynamic-size file')
 

@@ -10,8 +10,10 @@ exported file runs through the same tools as the PyTorch model.
 :class:`BackendModel` that opens its file and runs an image batch; adding
 one is a subclass and an entry there.
 """
+import ctypes
 import importlib.util
-from typing import List, Optional, Sequence, Tuple
+from functools import wraps
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -118,6 +120,39 @@ PRECISION_HELP = ("openvino only: its inference precision (default "
                   'AVX512-BF16, else fp32)')
 
 
+class _SignalStack(ctypes.Structure):
+    """``stack_t`` of sigaltstack(2)."""
+    _fields_ = [('ss_sp', ctypes.c_void_p), ('ss_flags', ctypes.c_int),
+                ('ss_size', ctypes.c_size_t)]
+
+
+_LIBC = ctypes.CDLL(None)
+_SIGALTSTACK = getattr(_LIBC, 'sigaltstack', None)
+
+
+def keeping_signal_stack(fn: Callable) -> Callable:
+    """``fn`` that leaves the calling thread on the alternate signal stack
+    it had. OpenVINO's CPU plugin gives the threads that compile or run a
+    model a signal stack of its own and puts back the one it found when
+    the model goes; models that go in another order than they came leave
+    the thread on a stack already freed, and the next signal handled there
+    (Python's handlers run on it) kills the process without a trace."""
+    if _SIGALTSTACK is None:  # no sigaltstack(2) on this platform
+        return fn
+
+    @wraps(fn)
+    def call(*args, **kwargs):
+        saved = _SignalStack()
+        _SIGALTSTACK(None, ctypes.byref(saved))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _SIGALTSTACK(ctypes.byref(saved), None)
+
+    return call
+
+
+@keeping_signal_stack
 def openvino_model(path: str,
                    precision: Optional[str] = None,
                    threads: Optional[int] = None):
@@ -159,8 +194,11 @@ class OpenVinoModel(BackendModel):
 
     def run(self, images: Tensor) -> List[Tensor]:
         # outputs copied out of the request: the next run reuses its memory
-        outs = self.compiled({INPUT: images.detach().cpu().numpy()},
-                             share_outputs=False)
+        outs = keeping_signal_stack(
+            self.compiled)({
+                INPUT: images.detach().cpu().numpy()
+            },
+                           share_outputs=False)
         return [torch.from_numpy(outs[o]) for o in self.compiled.outputs]
 
 
