@@ -30,9 +30,9 @@ from typing import List
 import cv2
 
 import mmregionvit  # noqa: F401
-from mmregionvit.deploy.runtime import (BACKENDS, OPENVINO_PRECISIONS,
-                                        PRECISION_HELP, ExportedShapeError,
-                                        check_backend, check_backend_file,
+from mmregionvit.deploy.runtime import (ExportedShapeError,
+                                        add_backend_arguments, check_backend,
+                                        check_backend_file,
                                         check_pipeline_size, use_backend,
                                         use_dataset_metainfo)
 from mmregionvit.engine.autocast import (add_amp_argument, autocast_inference,
@@ -61,13 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=0.3,
         help='detection score threshold for drawing')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument(
-        '--backend',
-        choices=['pytorch', *BACKENDS],
-        default='pytorch',
-        help='onnxruntime, openvino: run an exported .onnx file')
-    parser.add_argument(
-        '--precision', choices=list(OPENVINO_PRECISIONS), help=PRECISION_HELP)
+    add_backend_arguments(parser, 'run')
     add_amp_argument(parser)
     return parser.parse_args(argv)
 

@@ -22,9 +22,9 @@ from mmengine.runner import Runner
 
 import mmregionvit  # noqa: F401  (registers the scope, safe checkpoint load)
 from mmregionvit.datasets.bad_samples import EVAL_FLAG, BadSampleError
-from mmregionvit.deploy.runtime import (BACKENDS, OPENVINO_PRECISIONS,
-                                        PRECISION_HELP, ExportedShapeError,
-                                        check_backend, check_backend_file,
+from mmregionvit.deploy.runtime import (ExportedShapeError,
+                                        add_backend_arguments, check_backend,
+                                        check_backend_file,
                                         check_pipeline_size, use_backend)
 from mmregionvit.engine.autocast import (add_amp_argument, autocast_inference,
                                          inference_dtype)
@@ -42,13 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         'checkpoint',
         help='checkpoint file, or an exported file with --backend')
-    parser.add_argument(
-        '--backend',
-        choices=['pytorch', *BACKENDS],
-        default='pytorch',
-        help='onnxruntime, openvino: evaluate an exported .onnx file')
-    parser.add_argument(
-        '--precision', choices=list(OPENVINO_PRECISIONS), help=PRECISION_HELP)
+    add_backend_arguments(parser, 'evaluate')
     add_amp_argument(parser)
     parser.add_argument(
         '--out', help='also save the raw predictions in this .pkl file')

@@ -10,6 +10,7 @@ exported file runs through the same tools as the PyTorch model.
 :class:`BackendModel` that opens its file and runs an image batch; adding
 one is a subclass and an entry there.
 """
+import argparse
 import ctypes
 import importlib.util
 from functools import wraps
@@ -115,9 +116,6 @@ class OnnxRuntimeModel(BackendModel):
 
 # OpenVINO's names of the inference precisions --precision takes
 OPENVINO_PRECISIONS = {'fp32': 'f32', 'bf16': 'bf16'}
-PRECISION_HELP = ("openvino only: its inference precision (default "
-                  "OpenVINO's: bf16 on CPUs with bf16 instructions, AMX or "
-                  'AVX512-BF16, else fp32)')
 
 
 class _SignalStack(ctypes.Structure):
@@ -203,6 +201,23 @@ class OpenVinoModel(BackendModel):
 
 
 BACKENDS = {'onnxruntime': OnnxRuntimeModel, 'openvino': OpenVinoModel}
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser,
+                          action: str) -> None:
+    """The tools' ``--backend`` (``action``: what the tool does with an
+    exported file) and OpenVINO's ``--precision``."""
+    parser.add_argument(
+        '--backend',
+        choices=['pytorch', *BACKENDS],
+        default='pytorch',
+        help=f'onnxruntime, openvino: {action} an exported .onnx file')
+    parser.add_argument(
+        '--precision',
+        choices=list(OPENVINO_PRECISIONS),
+        help="openvino only: its inference precision (default OpenVINO's: "
+        'bf16 on CPUs with bf16 instructions, AMX or AVX512-BF16, else '
+        'fp32)')
 
 
 def check_backend(backend: str, precision: Optional[str] = None) -> None:
